@@ -123,7 +123,8 @@ grpc_deframe_result grpc_deframer_feed(grpc_deframer *d, const uint8_t *data, si
         if (d->msg_have == d->msg_len) {
             d->prefix_have = 0;
             d->messages++;
-            if (cb && cb(arg, d->buf, d->msg_len) != 0) return GRPC_DEFRAME_OK;
+            static const uint8_t empty[1];
+            if (cb && cb(arg, d->buf ? d->buf : empty, d->msg_len) != 0) return GRPC_DEFRAME_OK;
         }
     }
     return GRPC_DEFRAME_OK;

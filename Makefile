@@ -1,0 +1,99 @@
+# Front door. `make run` and `make test` are the two commands in the README;
+# both install what is missing (Debian packages) and build first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+EXE      := gpx_inhouse
+ARCH     := $(shell uname -m | sed -e 's/x86_64/amd64/' -e 's/aarch64/arm64/')
+DIST_BIN := dist/$(EXE)_linux_$(ARCH)
+JOBS     := $(shell nproc)
+PY       := /usr/bin/python3
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Everything the build, the tests and the benchmarks use, by Debian name.
+DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-14-dev valgrind \
+  libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libjansson-dev libcmocka-dev \
+  node-llhttp libyajl-dev libssl-dev zlib1g-dev nghttp2-client protobuf-compiler \
+  python3-grpcio python3-protobuf python3-pytest python3-h2 \
+  golang-go golang-github-hashicorp-go-plugin-dev golang-google-grpc-dev golang-google-protobuf-dev \
+  golang-github-golang-protobuf-1-5-dev protoc-gen-go protoc-gen-go-grpc
+
+SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
+           UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 LSAN_OPTIONS=exitcode=23
+
+.PHONY: deps build dist asan test unit integration integration-python integration-go \
+        fuzz-build fuzz-short fuzz fuzz-long valgrind bench run clean
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
+	if ! command -v npm >/dev/null; then missing="$$missing nodejs npm"; fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing </dev/null; \
+	fi
+
+build: deps
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DGPX_TESTS=OFF >/dev/null
+	cmake --build build -j$(JOBS)
+
+dist: build
+	rm -rf dist && mkdir -p dist/img
+	cp plugin.json README.md dist/
+	cp img/logo.svg dist/img/
+	install -m 0755 build/$(EXE) $(DIST_BIN)
+	strip $(DIST_BIN)
+	@echo "dist/ ready: $$(ls dist | tr '\n' ' ')"
+
+asan: deps
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DGPX_SANITIZE=ON -DGPX_TESTS=ON >/dev/null
+	cmake --build build-asan -j$(JOBS)
+
+unit: asan
+	cd build-asan && $(SAN_ENV) ctest --output-on-failure
+
+integration-python: asan
+	$(SAN_ENV) PLUGIN_BIN=$(CURDIR)/build-asan/$(EXE) bash tests/integration/run_python.sh
+
+integration-go: asan
+	$(SAN_ENV) PLUGIN_BIN=$(CURDIR)/build-asan/$(EXE) bash tests/integration/run_go.sh
+
+integration: integration-python integration-go
+
+fuzz-build: deps
+	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DGPX_FUZZ=ON -DGPX_TESTS=OFF >/dev/null
+	cmake --build build-fuzz -j$(JOBS)
+
+# A short run of every fuzz target (part of `make test`); `make fuzz` runs longer.
+FUZZ_SECONDS ?= 20
+fuzz-short: fuzz-build
+	bash fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
+
+fuzz: FUZZ_SECONDS = 300
+fuzz: fuzz-short
+
+fuzz-long: fuzz-build
+	bash fuzz/run.sh build-fuzz 0 10000000
+
+# The whole test suite: unit tests and both independent clients against the
+# sanitizer build, the release dist binary through go-plugin, then fuzzing.
+test: unit integration dist
+	PLUGIN_BIN=$(CURDIR)/$(DIST_BIN) bash tests/integration/run_go.sh
+	$(MAKE) --no-print-directory fuzz-short
+
+valgrind: build
+	PLUGIN_BIN=$(CURDIR)/tests/valgrind-plugin.sh PLUGIN_REAL_BIN=$(CURDIR)/build/$(EXE) \
+	  bash tests/integration/run_python.sh
+	bash tests/valgrind-check.sh
+
+bench: dist
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build build -j$(JOBS)
+	bash bench/run.sh
+
+run: dist
+	$(PY) tools/demo.py $(CURDIR)/$(DIST_BIN)
+
+clean:
+	rm -rf build build-asan build-fuzz dist
