@@ -83,9 +83,10 @@ test: unit integration dist
 	$(MAKE) --no-print-directory fuzz-short
 
 valgrind: build
-	PLUGIN_BIN=$(CURDIR)/tests/valgrind-plugin.sh PLUGIN_REAL_BIN=$(CURDIR)/build/$(EXE) \
-	  bash tests/integration/run_python.sh
-	bash tests/valgrind-check.sh
+	rm -rf build/valgrind-logs
+	VALGRIND=1 VALGRIND_LOG_DIR=$(CURDIR)/build/valgrind-logs PLUGIN_BIN=$(CURDIR)/tests/valgrind-plugin.sh \
+	  PLUGIN_REAL_BIN=$(CURDIR)/build/$(EXE) bash tests/integration/run_python.sh
+	VALGRIND_LOG_DIR=$(CURDIR)/build/valgrind-logs bash tests/valgrind-check.sh
 
 bench: dist
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
