@@ -351,6 +351,8 @@ static int on_header_cb(nghttp2_session *ng, const nghttp2_frame *frame, const u
 
 static int on_frame_recv_cb(nghttp2_session *ng, const nghttp2_frame *frame, void *user) {
     h2_session *s = user;
+    /* The first frame after the magic is the client's SETTINGS. */
+    if (!s->conn->established) conn_mark_established(s->conn);
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
     call_t *c = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
     if (!c) return 0;

@@ -94,6 +94,9 @@ void metrics_format(buf_t *b, const metrics_proc_sample *p, const hnd_env *env) 
     buf_printf(b, "plugin_h2_connections_total %llu\n", (unsigned long long)h2->sessions_total);
     family(b, "plugin_h2_protocol_errors_total", "counter", "Connections closed because of an HTTP/2 protocol error.");
     buf_printf(b, "plugin_h2_protocol_errors_total %llu\n", (unsigned long long)h2->protocol_errors);
+    family(b, "plugin_connections_timed_out_total", "counter",
+           "Connections closed for sending no preface in time or not reading their responses.");
+    buf_printf(b, "plugin_connections_timed_out_total %llu\n", (unsigned long long)env->srv->timeouts_total);
     family(b, "plugin_grpc_calls_in_flight", "gauge", "gRPC calls whose handler has not finished.");
     buf_printf(b, "plugin_grpc_calls_in_flight %zu\n", h2->calls_in_flight);
     family(b, "plugin_request_bytes_buffered", "gauge", "Request bytes held while messages are assembled.");

@@ -63,6 +63,9 @@ static void start_write(conn_t *c) {
     c->out_len = 0;
     uv_buf_t b = uv_buf_init((char *)c->wbuf, (unsigned)c->wbuf_len);
     int r = uv_write(&c->wreq, &c->h.stream, &b, 1, on_write_done);
+    /* Bytes left in the kernel-full socket: the stall clock starts. */
+    if (r == 0 && c->h.stream.write_queue_size > 0 && c->stalled_since_ms == 0)
+        c->stalled_since_ms = uv_now(c->srv->loop);
     if (r != 0) {
         LOG_DEBUG("connection write failed", HKV_I("conn", c->id), HKV_S("error", uv_strerror(r)));
         conn_close(c);
@@ -93,10 +96,13 @@ void conn_close_when_flushed(conn_t *c) {
     conn_request_flush(c);
 }
 
+void conn_mark_established(conn_t *c) { c->established = true; }
+
 static void on_write_done(uv_write_t *req, int status) {
     conn_t *c = req->data;
     c->writing = false;
     c->wbuf_len = 0;
+    c->stalled_since_ms = 0;
     if (c->closing) return;
     if (status != 0) {
         LOG_DEBUG("connection write failed", HKV_I("conn", c->id), HKV_S("error", uv_strerror(status)));
@@ -126,6 +132,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 int conn_start(conn_t *c) {
     c->h.handle.data = c;
+    c->accepted_ms = uv_now(c->srv->loop);
     c->wreq.data = c;
     int r = uv_read_start(&c->h.stream, srv_alloc_read_buf, on_read);
     if (r == 0) c->reading = true;

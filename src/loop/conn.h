@@ -11,6 +11,11 @@
  * has drained below CONN_OUT_LOW. A peer that never reads therefore costs a
  * bounded buffer and never stalls other connections.
  *
+ * Timeouts (enforced by the server's sweep): a connection that has not sent
+ * a valid preface within SRV_HANDSHAKE_TIMEOUT_MS, or whose peer has not read
+ * any of our pending output for SRV_WRITE_STALL_TIMEOUT_MS, is closed. An
+ * established, idle connection is kept: Grafana holds one for its lifetime.
+ *
  * Lifetime: the owning server creates it on accept; conn_close() is
  * asynchronous (uv_close); the protocol's on_close runs first and exactly
  * once, after which the protocol object must not touch the conn again.
@@ -57,6 +62,9 @@ struct conn {
     size_t wbuf_len, wbuf_cap;
     uv_write_t wreq;
     uint64_t id;
+    uint64_t accepted_ms;     /* loop time of accept */
+    uint64_t stalled_since_ms;/* loop time output stopped draining; 0 when flowing */
+    bool established;         /* the protocol saw a valid preface */
     bool writing;
     bool reading;
     bool closing;
@@ -80,6 +88,9 @@ void conn_close_when_flushed(conn_t *c);
 void conn_close(conn_t *c);
 /* Unwritten bytes (queued + in flight). */
 size_t conn_pending_bytes(const conn_t *c);
+
+/* The protocol has seen a valid preface: the handshake timeout no longer applies. */
+void conn_mark_established(conn_t *c);
 
 /* Used by the server: begin reading, run one flush. */
 int conn_start(conn_t *c);

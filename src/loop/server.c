@@ -31,6 +31,27 @@ static void on_prepare(uv_prepare_t *p) {
     }
 }
 
+/* One timer for all connections: a 1 s sweep is precise enough for
+ * timeouts measured in seconds, and costs nothing per connection. */
+static void on_sweep(uv_timer_t *t) {
+    srv_t *s = t->data;
+    uint64_t now = uv_now(s->loop);
+    for (conn_t *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->closing) continue;
+        const char *why = NULL;
+        if (!c->established && now - c->accepted_ms >= SRV_HANDSHAKE_TIMEOUT_MS)
+            why = "no valid HTTP/2 preface in time";
+        else if (c->stalled_since_ms && now - c->stalled_since_ms >= SRV_WRITE_STALL_TIMEOUT_MS)
+            why = "peer stopped reading";
+        if (why) {
+            s->timeouts_total++;
+            LOG_INFO("closing connection", HKV_I("conn", c->id), HKV_S("reason", why));
+            conn_close(c);
+        }
+    }
+}
+
 int srv_init(srv_t *s, uv_loop_t *loop, srv_proto_factory factory, void *arg) {
     memset(s, 0, sizeof *s);
     s->loop = loop;
@@ -42,6 +63,10 @@ int srv_init(srv_t *s, uv_loop_t *loop, srv_proto_factory factory, void *arg) {
     s->flusher.data = s;
     uv_prepare_start(&s->flusher, on_prepare);
     uv_unref((uv_handle_t *)&s->flusher);
+    uv_timer_init(loop, &s->sweeper);
+    s->sweeper.data = s;
+    uv_timer_start(&s->sweeper, on_sweep, SRV_SWEEP_INTERVAL_MS, SRV_SWEEP_INTERVAL_MS);
+    uv_unref((uv_handle_t *)&s->sweeper);
     return 0;
 }
 
@@ -250,6 +275,7 @@ void srv_close_all(srv_t *s, bool flush_first) {
 
 void srv_dispose(srv_t *s) {
     if (!uv_is_closing((uv_handle_t *)&s->flusher)) uv_close((uv_handle_t *)&s->flusher, NULL);
+    if (!uv_is_closing((uv_handle_t *)&s->sweeper)) uv_close((uv_handle_t *)&s->sweeper, NULL);
     free(s->read_buf);
     s->read_buf = NULL;
 }

@@ -19,6 +19,10 @@
 
 #include "conn.h"
 
+#define SRV_HANDSHAKE_TIMEOUT_MS 10000
+#define SRV_WRITE_STALL_TIMEOUT_MS 60000
+#define SRV_SWEEP_INTERVAL_MS 1000
+
 typedef void *(*srv_proto_factory)(void *arg, conn_t *c, const conn_proto **vt);
 
 typedef struct srv {
@@ -34,6 +38,8 @@ typedef struct srv {
     char unix_path[108];
     char address[128];       /* what the handshake announces */
     uv_prepare_t flusher;
+    uv_timer_t sweeper;       /* enforces the per-connection timeouts */
+    uint64_t timeouts_total;
     conn_t *flush_head;
     conn_t *conns;
     size_t nconns;
