@@ -1,0 +1,371 @@
+#!/usr/bin/python3
+"""Writes the seed corpora under fuzz/corpus/<target>/ (deterministic output).
+
+    /usr/bin/python3 fuzz/make_seeds.py
+
+The HTTP/2 seeds are produced by the `h2` client state machine (Debian
+python3-h2), so frames and HPACK blocks are well-formed; protobuf messages are
+encoded by the small writer below (field numbers from proto/*.proto), so no
+generated Python code is needed. Input layouts are documented at the top of
+each fuzz_*.c file.
+"""
+import os
+import shutil
+import struct
+import sys
+
+import h2.config
+import h2.connection
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CORPUS = os.path.join(HERE, "corpus")
+DELIM = b"\xFE\xED\xFA\xCE"  # fuzz_h2_session's read separator
+
+# ---- protobuf writer --------------------------------------------------------
+
+
+def varint(n):
+    out = bytearray()
+    n &= (1 << 64) - 1
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def f_varint(num, v):
+    return varint(num << 3) + varint(v)
+
+
+def f_bytes(num, b):
+    if isinstance(b, str):
+        b = b.encode()
+    return varint((num << 3) | 2) + varint(len(b)) + b
+
+
+def f_map_entry(num, k, v):
+    return f_bytes(num, f_bytes(1, k) + (f_bytes(2, v) if not isinstance(v, bytes) or v else b""))
+
+
+def ds_settings(url, name="in-house", uid="abc123"):
+    return f_varint(1, 7) + f_bytes(2, name) + f_bytes(3, url) + f_bytes(8, b'{"timeout":30}') + \
+        f_map_entry(9, "apiKey", "s3cret") + f_varint(10, 1700000000000) + f_bytes(11, uid)
+
+
+def plugin_context(url=None):
+    ctx = f_varint(1, 1) + f_bytes(2, "seed-inhouse-datasource") + \
+        f_bytes(3, f_bytes(1, "admin") + f_bytes(4, "Admin")) + f_map_entry(6, "GF_SQL_MAX_OPEN_CONNS", "100") + \
+        f_bytes(7, "1.0.0") + f_bytes(8, "Grafana/11.0.0")
+    if url is not None:
+        ctx += f_bytes(5, ds_settings(url))
+    return ctx
+
+
+def data_query(ref, json=b'{"target":"cpu"}'):
+    return f_bytes(1, ref) + f_varint(2, 1000) + f_varint(3, 15000) + \
+        f_bytes(4, f_varint(1, 1700000000000) + f_varint(2, 1700003600000)) + f_bytes(5, json) + \
+        f_bytes(6, "timeseries")
+
+
+def query_data_request(url=None, refs=("A", "B")):
+    return f_bytes(1, plugin_context(url)) + f_map_entry(2, "http_X-Grafana-Org-Id", "1") + \
+        b"".join(f_bytes(3, data_query(r)) for r in refs)
+
+
+def check_health_request(url=None):
+    return f_bytes(1, plugin_context(url)) + f_map_entry(2, "http_Accept", "*/*")
+
+
+def collect_metrics_request():
+    return f_bytes(1, plugin_context())
+
+
+def call_resource_request(path, method="POST", url=None, body=b'{"target":""}'):
+    return f_bytes(1, plugin_context(url)) + f_bytes(2, path) + f_bytes(3, method) + \
+        f_bytes(4, path) + f_bytes(5, f_bytes(1, "Content-Type") + f_bytes(2, f_bytes(1, "application/json"))) + \
+        f_bytes(6, body)
+
+
+def health_check_request(service=""):
+    return f_bytes(1, service) if service else b""
+
+
+def conn_info(service_id=1, knock=True):
+    return f_varint(1, service_id) + f_bytes(2, "unix") + f_bytes(3, "/tmp/plugin123") + \
+        f_bytes(4, f_varint(1, 1 if knock else 0))
+
+
+def grpc_frame(msg, flag=0):
+    return struct.pack(">BI", flag, len(msg)) + msg
+
+
+# ---- HTTP/2 client ------------------------------------------------------------
+
+
+class Client:
+    """An h2 client whose bytes are collected into separate reads."""
+
+    def __init__(self, keep_preface=False):
+        self.c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        self.c.initiate_connection()
+        first = self.c.data_to_send()
+        # The harness sends the preface + an empty SETTINGS itself (flag bit0 off).
+        self.chunks = [first] if keep_preface else []
+        self.cur = b""
+
+    def take(self):
+        self.cur += self.c.data_to_send()
+
+    def cut(self):
+        """Ends the current read: what follows arrives in a later on_recv."""
+        self.take()
+        if self.cur:
+            self.chunks.append(self.cur)
+        self.cur = b""
+
+    def raw(self, b):
+        self.take()
+        self.cur += b
+
+    def headers(self, sid, path, extra=(), end_stream=False, method="POST", ctype="application/grpc"):
+        hdrs = [(":method", method), (":scheme", "http"), (":path", path), (":authority", "plugin"),
+                ("content-type", ctype), ("te", "trailers"), ("user-agent", "grpc-go/1.62.0")]
+        hdrs += list(extra)
+        self.c.send_headers(sid, hdrs, end_stream=end_stream)
+        self.take()
+
+    def data(self, sid, payload, end_stream=True):
+        self.c.send_data(sid, payload, end_stream=end_stream)
+        self.take()
+
+    def unary(self, sid, path, msg, extra=()):
+        self.headers(sid, path, extra)
+        self.data(sid, grpc_frame(msg))
+
+    def seed(self, flags=0):
+        self.cut()
+        for ch in self.chunks:
+            assert DELIM not in ch, "delimiter inside a frame; change the seed"
+        return bytes([flags]) + DELIM.join(self.chunks)
+
+
+def session_seeds():
+    s = {}
+
+    c = Client()
+    c.unary(1, "/pluginv2.Data/QueryData", query_data_request())
+    s["querydata_no_url"] = c.seed()
+
+    c = Client()
+    c.unary(1, "/pluginv2.Data/QueryData", query_data_request("http://metrics.internal:8080", ("A", "B", "C")))
+    c.unary(3, "/pluginv2.Data/QueryData", query_data_request("ftp://nope"))
+    s["querydata_with_url"] = c.seed()
+
+    c = Client()
+    c.unary(1, "/pluginv2.Diagnostics/CheckHealth", check_health_request())
+    s["checkhealth"] = c.seed()
+
+    c = Client()
+    c.unary(1, "/pluginv2.Diagnostics/CheckHealth", check_health_request("http://user:pw@host:99999/x"))
+    c.unary(3, "/grpc.health.v1.Health/Check", health_check_request(""))
+    c.unary(5, "/grpc.health.v1.Health/Check", health_check_request("other"))
+    s["health_both"] = c.seed()
+
+    c = Client()
+    c.unary(1, "/pluginv2.Data/NoSuchMethod", b"")
+    c.unary(3, "/no.such.Service/Call", b"")
+    c.unary(5, "not-a-grpc-path", b"")
+    s["unknown_method"] = c.seed()
+
+    c = Client()
+    c.headers(1, "/pluginv2.Data/QueryData", [("grpc-encoding", "gzip")])
+    c.data(1, grpc_frame(query_data_request(), flag=1))
+    s["compressed_flag"] = c.seed()
+
+    # One message split across DATA frames and across reads.
+    c = Client()
+    msg = grpc_frame(query_data_request("http://metrics.internal", ("A",)))
+    c.headers(1, "/pluginv2.Data/QueryData")
+    c.data(1, msg[:3], end_stream=False)
+    c.data(1, msg[3:20], end_stream=False)
+    c.cut()
+    c.data(1, msg[20:], end_stream=True)
+    s["split_message"] = c.seed()
+
+    # The request ends inside a message; then two messages on a unary call.
+    c = Client()
+    c.headers(1, "/pluginv2.Diagnostics/CheckHealth")
+    c.data(1, grpc_frame(check_health_request())[:-4])
+    c.headers(3, "/pluginv2.Diagnostics/CheckHealth")
+    c.data(3, grpc_frame(b"") + grpc_frame(b""))
+    s["truncated_and_two_messages"] = c.seed()
+
+    # Held-open stdio stream, then the client resets it in a later read.
+    c = Client()
+    c.unary(1, "/plugin.GRPCStdio/StreamStdio", b"")
+    c.cut()
+    c.c.reset_stream(1)
+    s["rst_stream_stdio"] = c.seed()
+
+    # CollectMetrics runs on the threadpool; the reset arrives meanwhile.
+    c = Client()
+    c.unary(1, "/pluginv2.Diagnostics/CollectMetrics", collect_metrics_request())
+    c.c.reset_stream(1)
+    c.unary(3, "/pluginv2.Diagnostics/CollectMetrics", collect_metrics_request())
+    s["rst_stream_metrics"] = c.seed()
+
+    c = Client()
+    c.unary(1, "/pluginv2.Diagnostics/CollectMetrics", collect_metrics_request())
+    s["collect_metrics"] = c.seed()
+
+    c = Client()
+    c.unary(1, "/pluginv2.Resource/CallResource", call_resource_request("metrics"))
+    c.unary(3, "/pluginv2.Resource/CallResource", call_resource_request("/tag-keys", method="GET"))
+    c.unary(5, "/pluginv2.Resource/CallResource", call_resource_request("nope", url="http://h"))
+    c.unary(7, "/pluginv2.Resource/CallResource", call_resource_request("search", url="https://h/api"))
+    s["call_resource"] = c.seed()
+
+    # Bidi broker stream: messages, then half-close in a later read.
+    c = Client()
+    c.headers(1, "/plugin.GRPCBroker/StartStream")
+    c.data(1, grpc_frame(conn_info(1)) + grpc_frame(conn_info(2, False)), end_stream=False)
+    c.cut()
+    c.data(1, grpc_frame(conn_info(3)), end_stream=True)
+    s["broker_bidi"] = c.seed()
+
+    # Shutdown with a held stream: drain cancels it, then the conn closes.
+    c = Client()
+    c.unary(1, "/plugin.GRPCStdio/StreamStdio", b"")
+    c.unary(3, "/plugin.GRPCController/Shutdown", b"")
+    c.cut()
+    c.unary(5, "/pluginv2.Diagnostics/CheckHealth", check_health_request())
+    s["shutdown"] = c.seed()
+
+    # Deadlines: 0n fires on the next loop turn; 1H never does.
+    c = Client()
+    c.unary(1, "/plugin.GRPCStdio/StreamStdio", b"", [("grpc-timeout", "0n")])
+    c.unary(3, "/pluginv2.Diagnostics/CollectMetrics", collect_metrics_request(), [("grpc-timeout", "1H")])
+    c.unary(5, "/pluginv2.Diagnostics/CheckHealth", check_health_request(), [("grpc-timeout", "bogus")])
+    s["grpc_timeout"] = c.seed()
+
+    # Wrong method / content type, missing body, PING, window update, GOAWAY.
+    c = Client()
+    c.headers(1, "/pluginv2.Diagnostics/CheckHealth", method="GET", end_stream=True)
+    c.headers(3, "/pluginv2.Diagnostics/CheckHealth", ctype="application/json", end_stream=True)
+    c.headers(5, "/pluginv2.Diagnostics/CheckHealth", end_stream=True)
+    c.c.ping(b"12345678")
+    c.c.increment_flow_control_window(1 << 20)
+    c.cut()
+    c.c.close_connection()
+    s["odd_requests_goaway"] = c.seed()
+
+    # Tight limits (flag bit2): a request over 1 KiB, more streams than allowed.
+    c = Client()
+    big = query_data_request("http://h", tuple("Q%d" % i for i in range(40)))
+    c.unary(1, "/pluginv2.Data/QueryData", big)
+    for sid in (3, 5, 7, 9, 11):
+        c.unary(sid, "/plugin.GRPCStdio/StreamStdio", b"")
+    s["tight_limits"] = c.seed(flags=4)
+
+    # Drain (bit1) and cancel-all (bit3) with work in flight.
+    c = Client()
+    c.unary(1, "/plugin.GRPCStdio/StreamStdio", b"")
+    c.unary(3, "/pluginv2.Diagnostics/CollectMetrics", collect_metrics_request())
+    c.headers(5, "/plugin.GRPCBroker/StartStream")
+    s["drain_cancel_all"] = c.seed(flags=2 | 8)
+
+    # Slow peer (bit4): ~30 KiB of answers back up past the connection's
+    # high-water mark; a reset and a ping arrive meanwhile.
+    c = Client()
+    for i in range(6):
+        c.unary(1 + 2 * i, "/pluginv2.Diagnostics/CollectMetrics", collect_metrics_request())
+    for i in range(6, 12):
+        c.unary(1 + 2 * i, "/pluginv2.Data/QueryData", query_data_request(None, ("A", "B", "C", "D")))
+    c.cut()
+    c.c.reset_stream(5)
+    c.c.ping(b"87654321")
+    c.cut()
+    c.c.increment_flow_control_window(1 << 24)
+    s["slow_peer_metrics"] = c.seed(flags=16)
+
+    # The input brings its own preface (bit0) ...
+    c = Client(keep_preface=True)
+    c.unary(1, "/grpc.health.v1.Health/Check", health_check_request("plugin"))
+    s["own_preface"] = c.seed(flags=1)
+    # ... or a bad one.
+    s["bad_preface"] = bytes([1]) + b"GET / HTTP/1.1\r\nHost: plugin\r\n\r\n"
+    return s
+
+
+def deframer_seeds():
+    def seed(max_msg, plan, payload):
+        return struct.pack(">HB", max_msg, len(plan)) + bytes(plan) + payload
+
+    two = grpc_frame(b"hello") + grpc_frame(b"")
+    return {
+        "two_messages": seed(100, [3, 4, 1], two),
+        "split_prefix": seed(100, [1, 1, 1, 1, 1, 1], grpc_frame(b"x" * 40) + grpc_frame(b"y")),
+        "partial_tail": seed(64, [2], grpc_frame(b"abc") + b"\x00\x00\x00"),
+        "too_large": seed(10, [], grpc_frame(b"z" * 11)),
+        "compressed": seed(100, [5], grpc_frame(b"a") + grpc_frame(b"b", flag=1)),
+        "bad_flag": seed(100, [0, 6], grpc_frame(b"a", flag=7)),
+        "grow_buffer": seed(2000, [200, 255, 255, 255], grpc_frame(bytes(range(256)) * 7)),
+    }
+
+
+def meta_seeds():
+    return {
+        "timeout_ms": b"\x00" + b"100m",
+        "timeout_hours_max": b"\x00" + b"99999999H",
+        "timeout_bad_unit": b"\x00" + b"12x",
+        "percent_ascii": b"\x01" + bytes([64]) + b"unknown service foo.Bar",
+        "percent_mixed": b"\x01" + bytes([20]) + b"50% caf\xc3\xa9\n\x01\x7f done",
+        "hclog_utf8": b"\x02" + struct.pack(">H", 300) + "path /pluginv2.Data/QueryData \u00e9\u4e2d\U0001F600".encode(),
+        "hclog_controls": b"\x02" + struct.pack(">H", 0) + b"\"quote\" \\ \n\t\r\x01\x7f\xff\xc0\xaf" * 12,
+        "status_name": b"\x03" + struct.pack("<i", 4),
+    }
+
+
+def decoder_seeds():
+    return {
+        "querydata": b"\x00" + query_data_request("http://metrics.internal:8080/api?x=1"),
+        "querydata_ipv6": b"\x00" + query_data_request("http://[::1]:9090"),
+        "checkhealth": b"\x01" + check_health_request("https://h"),
+        "collectmetrics": b"\x02" + collect_metrics_request(),
+        "callresource": b"\x03" + call_resource_request("tag-values", url="http://x:1"),
+        "healthcheck": b"\x04" + health_check_request("plugin"),
+        "conninfo": b"\x05" + conn_info(),
+    }
+
+
+def write(target, seeds):
+    d = os.path.join(CORPUS, target)
+    if os.path.isdir(d):
+        shutil.rmtree(d)
+    os.makedirs(d)
+    total = 0
+    for name, blob in sorted(seeds.items()):
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(blob)
+        total += len(blob)
+    print("%-24s %3d seeds %7d bytes" % (target, len(seeds), total))
+    return total
+
+
+def main():
+    total = 0
+    total += write("fuzz_h2_session", session_seeds())
+    total += write("fuzz_grpc_deframer", deframer_seeds())
+    total += write("fuzz_grpc_meta", meta_seeds())
+    total += write("fuzz_request_decoders", decoder_seeds())
+    print("total %d bytes" % total)
+    if total > 200 * 1024:
+        sys.exit("seed corpus is over 200 KiB")
+
+
+if __name__ == "__main__":
+    main()
