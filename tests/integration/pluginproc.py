@@ -566,7 +566,7 @@ class H2Stream:
 class H2Client:
     """A minimal h2c (prior knowledge) client over a unix socket or TCP."""
 
-    def __init__(self, socket_path, local_settings=None, auto_ack=True, connect_timeout=5.0):
+    def __init__(self, socket_path, local_settings=None, auto_ack=True, connect_timeout=5.0, conn_cls=None):
         import h2.config
         import h2.connection
         import h2.settings
@@ -577,7 +577,7 @@ class H2Client:
         self.sock.connect(socket_path)
         self.sock.setblocking(False)
         cfg = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
-        self.conn = h2.connection.H2Connection(cfg)
+        self.conn = (conn_cls or h2.connection.H2Connection)(cfg)
         if local_settings:
             values = {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100,
                       h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 65536}
