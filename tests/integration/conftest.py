@@ -49,7 +49,10 @@ def spawn(sockdir):
         return p
 
     yield _spawn
+    _finish(procs)
 
+
+def _finish(procs):
     problems = []
     for p in procs:
         rc = p.stop()
@@ -67,6 +70,32 @@ def spawn(sockdir):
                 break
     if problems:
         pytest.fail("plugin process check on teardown:\n" + "\n".join(problems), pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def shared_plugin(protos):
+    """One plugin process for a whole module of stateless checks (keeps the
+    suite fast); the same exit/stdout/stderr checks apply when it stops."""
+    d = pp.short_tmpdir()
+    p = pp.PluginProcess(pp.grafana_env(d))
+    try:
+        p.read_handshake()
+        yield p
+    finally:
+        try:
+            _finish([p])
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def sclient(shared_plugin):
+    """A fresh connection to the shared plugin, which must still be running."""
+    assert shared_plugin.alive(), "the shared plugin process died; stderr:\n" + shared_plugin.stderr_text()[-3000:]
+    c = pp.Grpc(shared_plugin.target)
+    c.wait_ready()
+    yield c
+    c.close()
 
 
 @pytest.fixture

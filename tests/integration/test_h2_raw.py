@@ -43,8 +43,15 @@ def assert_grpc_response(st, what=""):
 
 
 @pytest.fixture
-def h2c(plugin):
-    h = pp.H2Client(plugin.socket_path)
+def splugin(shared_plugin):
+    """The module's shared plugin process, which must still be running."""
+    assert shared_plugin.alive(), "the shared plugin died; stderr:\n" + shared_plugin.stderr_text()[-3000:]
+    return shared_plugin
+
+
+@pytest.fixture
+def h2c(splugin):
+    h = pp.H2Client(splugin.socket_path)
     assert h.handshake(), "no SETTINGS from the server"
     yield h
     h.close()
@@ -92,7 +99,8 @@ def test_server_settings_and_ping(h2c):
     b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n" + b"\x00" * 32,
     os.urandom(4096),
 ], ids=["http1", "zeros", "almost-preface", "random"])
-def test_bad_preface_closes_only_that_connection(plugin, garbage):
+def test_bad_preface_closes_only_that_connection(splugin, garbage):
+    plugin = splugin
     good = pp.Grpc(plugin.target)
     good.wait_ready()
     assert good.health_check(good.hl.HealthCheckRequest(service="plugin"), timeout=5).status == 1
@@ -131,7 +139,8 @@ def test_bad_preface_closes_only_that_connection(plugin, garbage):
     good.close()
 
 
-def test_stalled_preface_does_not_block_others(plugin):
+def test_stalled_preface_does_not_block_others(splugin):
+    plugin = splugin
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(plugin.socket_path)
     s.sendall(b"PRI * HTTP/2.0\r\n")  # half a preface, then nothing
@@ -178,7 +187,7 @@ def test_end_stream_inside_a_message_is_internal(h2c, body):
 
 @pytest.mark.parametrize("case", ["ok", "unknown-method", "unknown-service", "undecodable", "compressed",
                                   "truncated", "not-found", "deadline"])
-def test_every_answer_is_grpc_shaped(plugin, h2c, case):
+def test_every_answer_is_grpc_shaped(h2c, case):
     path, body, timeout = HEALTH, pp.grpc_frame(_health_req()), None
     want = 0
     if case == "unknown-method":

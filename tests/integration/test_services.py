@@ -14,15 +14,15 @@ import pluginproc as pp
 # ---------------------------------------------------------------- grpc.health.v1
 
 @pytest.mark.parametrize("service", ["", "plugin"])
-def test_health_check_serving(client, service):
-    resp = client.health_check(client.hl.HealthCheckRequest(service=service), timeout=5)
-    assert resp.status == client.hl.HealthCheckResponse.SERVING
+def test_health_check_serving(sclient, service):
+    resp = sclient.health_check(sclient.hl.HealthCheckRequest(service=service), timeout=5)
+    assert resp.status == sclient.hl.HealthCheckResponse.SERVING
 
 
 @pytest.mark.parametrize("service", ["other", "pluginv2.Data", "Plugin"])
-def test_health_check_unknown_service(client, service):
+def test_health_check_unknown_service(sclient, service):
     with pytest.raises(grpc.RpcError) as ei:
-        client.health_check(client.hl.HealthCheckRequest(service=service), timeout=5)
+        sclient.health_check(sclient.hl.HealthCheckRequest(service=service), timeout=5)
     assert ei.value.code() == grpc.StatusCode.NOT_FOUND
     assert ei.value.details() == "unknown service"
 
@@ -30,9 +30,9 @@ def test_health_check_unknown_service(client, service):
 # ---------------------------------------------------------------- Diagnostics
 
 @pytest.mark.parametrize("with_ds", [True, False], ids=["empty-url", "no-settings"])
-def test_check_health_without_url(client, with_ds):
-    resp = client.check_health(pp.check_health_request(with_ds=with_ds), timeout=5)
-    assert resp.status == client.v2.CheckHealthResponse.ERROR
+def test_check_health_without_url(sclient, with_ds):
+    resp = sclient.check_health(pp.check_health_request(with_ds=with_ds), timeout=5)
+    assert resp.status == sclient.v2.CheckHealthResponse.ERROR
     assert "url" in resp.message.lower(), "message should name the missing URL: %r" % resp.message
     details = json.loads(resp.jsonDetails.decode("utf-8"))
     assert isinstance(details, dict), "jsonDetails must be a JSON object, got %r" % resp.jsonDetails
@@ -100,9 +100,9 @@ def test_collect_metrics_prometheus_text(plugin, client):
 # ---------------------------------------------------------------- Data
 
 @pytest.mark.parametrize("with_ds", [True, False], ids=["empty-url", "no-settings"])
-def test_query_data_without_url_one_response_per_refid(client, with_ds):
+def test_query_data_without_url_one_response_per_refid(sclient, with_ds):
     refids = ("A", "B", "C", "query-with-long-ref-id")
-    resp = client.query_data(pp.query_data_request(refids, with_ds=with_ds), timeout=5)
+    resp = sclient.query_data(pp.query_data_request(refids, with_ds=with_ds), timeout=5)
     assert set(resp.responses) == set(refids)
     for r in refids:
         d = resp.responses[r]
@@ -112,13 +112,13 @@ def test_query_data_without_url_one_response_per_refid(client, with_ds):
         assert len(d.frames) == 0
 
 
-def test_query_data_zero_queries(client):
-    resp = client.query_data(pp.query_data_request(()), timeout=5)
+def test_query_data_zero_queries(sclient):
+    resp = sclient.query_data(pp.query_data_request(()), timeout=5)
     assert len(resp.responses) == 0
 
 
-def test_query_data_concurrent_calls(client):
-    futures = [client.query_data.future(pp.query_data_request(("R%d" % i,)), timeout=10) for i in range(50)]
+def test_query_data_concurrent_calls(sclient):
+    futures = [sclient.query_data.future(pp.query_data_request(("R%d" % i,)), timeout=10) for i in range(50)]
     for i, f in enumerate(futures):
         r = f.result()
         assert set(r.responses) == {"R%d" % i}
@@ -153,23 +153,23 @@ def _json_error(msg):
 
 @pytest.mark.parametrize("path,method", [("nope", "GET"), ("nope", "POST"), ("metrics/extra", "POST"),
                                          ("", "GET"), ("api/v1/query", "POST")])
-def test_call_resource_unknown_path_404(client, path, method):
-    msg = _resource(client, path, method)
+def test_call_resource_unknown_path_404(sclient, path, method):
+    msg = _resource(sclient, path, method)
     assert msg.code == 404
     _json_error(msg)
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
 @pytest.mark.parametrize("path", KNOWN_PATHS)
-def test_call_resource_wrong_method_405(client, path, method):
-    msg = _resource(client, path, method)
+def test_call_resource_wrong_method_405(sclient, path, method):
+    msg = _resource(sclient, path, method)
     assert msg.code == 405
     assert _header(msg, "Allow") == ["POST"], dict(msg.headers)
 
 
 @pytest.mark.parametrize("path", KNOWN_PATHS)
-def test_call_resource_without_url_400(client, path):
-    msg = _resource(client, path, "POST", b'{"target": "x"}')
+def test_call_resource_without_url_400(sclient, path):
+    msg = _resource(sclient, path, "POST", b'{"target": "x"}')
     assert msg.code == 400
     assert "no backend configured" in _json_error(msg)
 
@@ -254,19 +254,19 @@ def test_start_stream_held_open_then_ok_on_half_close(client):
     ("/grpc.health.v1.Health/Watch", "unknown method Watch for service grpc.health.v1.Health"),
 ])
 @pytest.mark.parametrize("kind", ["unary", "stream"])
-def test_unimplemented(client, path, message, kind):
+def test_unimplemented(sclient, path, message, kind):
     with pytest.raises(grpc.RpcError) as ei:
         if kind == "unary":
-            client.raw_unary(path)(b"", timeout=5)
+            sclient.raw_unary(path)(b"", timeout=5)
         else:
-            list(client.raw_stream(path)(b"", timeout=5))
+            list(sclient.raw_stream(path)(b"", timeout=5))
     assert ei.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert ei.value.details() == message
 
 
-def test_query_chunked_data_unimplemented_with_real_request(client):
+def test_query_chunked_data_unimplemented_with_real_request(sclient):
     req = pp.query_data_request(("A",))
-    call = client.raw_stream("/pluginv2.Data/QueryChunkedData")
+    call = sclient.raw_stream("/pluginv2.Data/QueryChunkedData")
     with pytest.raises(grpc.RpcError) as ei:
         list(call(req.SerializeToString(), timeout=5))
     assert ei.value.code() == grpc.StatusCode.UNIMPLEMENTED
@@ -284,21 +284,21 @@ BAD_PROTOBUF = [b"\x0a\x05ab", b"\xff\xff\xff", b"\x0a\xff\xff\xff\xff\x0f", b"\
     ("/pluginv2.Resource/CallResource", "CallResourceRequest", "stream"),
     ("/grpc.health.v1.Health/Check", "HealthCheckRequest", "unary"),
 ])
-def test_undecodable_request_is_internal(client, bad, path, typename, kind):
+def test_undecodable_request_is_internal(sclient, bad, path, typename, kind):
     with pytest.raises(grpc.RpcError) as ei:
         if kind == "unary":
-            client.raw_unary(path)(bad, timeout=5)
+            sclient.raw_unary(path)(bad, timeout=5)
         else:
-            list(client.raw_stream(path)(bad, timeout=5))
+            list(sclient.raw_stream(path)(bad, timeout=5))
     assert ei.value.code() == grpc.StatusCode.INTERNAL, (ei.value.code(), ei.value.details())
     assert typename in ei.value.details(), "message should name %s: %r" % (typename, ei.value.details())
     # the connection and the process survive
-    assert client.health_check(client.hl.HealthCheckRequest(), timeout=5).status == 1
+    assert sclient.health_check(sclient.hl.HealthCheckRequest(), timeout=5).status == 1
 
 
-def test_unknown_fields_are_skipped(client):
+def test_unknown_fields_are_skipped(sclient):
     # a newer host may send fields this plugin does not know
     req = pp.check_health_request().SerializeToString() + b"\xa2\x06\x03abc" + b"\xf8\x06\x01"
-    raw = client.raw_unary("/pluginv2.Diagnostics/CheckHealth")(req, timeout=5)
-    resp = client.v2.CheckHealthResponse.FromString(raw)
-    assert resp.status == client.v2.CheckHealthResponse.ERROR
+    raw = sclient.raw_unary("/pluginv2.Diagnostics/CheckHealth")(req, timeout=5)
+    resp = sclient.v2.CheckHealthResponse.FromString(raw)
+    assert resp.status == sclient.v2.CheckHealthResponse.ERROR

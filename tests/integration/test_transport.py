@@ -57,6 +57,9 @@ def test_deadline_exceeded_stream_stdio(plugin, client):
     ok, text = _poll_metric(client, lambda s: pp.handled_count(s, "StreamStdio", "DeadlineExceeded",
                                                                "plugin.GRPCStdio") >= 1)
     assert ok, "no grpc_server_handled_total{grpc_method=\"StreamStdio\",grpc_code=\"DeadlineExceeded\"}:\n" + text
+    # the expired handlers are gone (only the CollectMetrics call itself may count)
+    ok, text = _poll_metric(client, lambda s: (pp.metric_values(s, "plugin_grpc_calls_in_flight") or [99])[0] <= 1)
+    assert ok, "calls still in flight after their deadline:\n" + text
     assert plugin.alive()
 
 
@@ -143,8 +146,9 @@ def test_client_cancel_one_stream_others_unaffected(plugin, client):
     for t in threads:
         t.join(5)
     ok, text = _poll_metric(client, lambda s: pp.handled_count(s, "StreamStdio", "Canceled",
-                                                               "plugin.GRPCStdio") >= 3)
-    assert ok, text
+                                                               "plugin.GRPCStdio") >= 3
+                            and (pp.metric_values(s, "plugin_grpc_calls_in_flight") or [99])[0] <= 1)
+    assert ok, "cancelled calls not counted or still in flight:\n" + text
 
 
 def test_cancel_bidi_start_stream(client):
