@@ -13,7 +13,9 @@
   grpc_tool.py streams PORT PID CONNS PER_CONN
       Opens CONNS HTTP/2 connections with PER_CONN /plugin.GRPCStdio/StreamStdio
       streams each, waits until every stream has its response headers and is
-      still open, then reads VmRSS/VmHWM of PID: "streams=N rss_kib=N hwm_kib=N".
+      still open, then reads VmRSS/VmHWM of PID:
+      "streams=N open=N rss_before_kib=N rss_kib=N hwm_kib=N" (before: connections
+      open, no streams yet).
 """
 import re
 import select
@@ -143,6 +145,8 @@ def cmd_streams(port, pid, conns, per_conn):
                     pump(x)
 
     wait(lambda x: x["settings"])  # the server's MAX_CONCURRENT_STREAMS is known
+    time.sleep(0.1)
+    before = proc_status(pid)["VmRSS"]  # connections open, no streams yet
     empty = struct.pack(">BI", 0, 0)
     for x in sessions:
         c = x["h2"]
@@ -164,8 +168,8 @@ def cmd_streams(port, pid, conns, per_conn):
             pass
     ended = sum(len(x["ended"]) for x in sessions)
     st = proc_status(pid)
-    print("streams=%d open=%d rss_kib=%d hwm_kib=%d" % (conns * per_conn, conns * per_conn - ended,
-                                                        st["VmRSS"], st["VmHWM"]))
+    print("streams=%d open=%d rss_before_kib=%d rss_kib=%d hwm_kib=%d" % (
+        conns * per_conn, conns * per_conn - ended, before, st["VmRSS"], st["VmHWM"]))
     for x in sessions:
         x["sock"].close()
     return 0 if ended == 0 else 1

@@ -165,10 +165,10 @@ streams_rss() { # CONNS PER_CONN -> "rss hwm"
   local pid=$SRV_PID out
   out=$($PY $TOOL streams "$SRV_PORT" "$pid" "$1" "$2") || { log "streams $1x$2: $out"; stop_server "$pid"; return 1; }
   stop_server "$pid"
-  echo "$(kv "$out" rss_kib) $(kv "$out" hwm_kib)"
+  echo "$(kv "$out" rss_kib) $(kv "$out" hwm_kib) $(kv "$out" rss_before_kib)"
 }
-read -r S1_RSS S1_HWM <<<"$(streams_rss 1 512)" || true
-read -r S8_RSS S8_HWM <<<"$(streams_rss 8 64)" || true
+read -r S1_RSS S1_HWM S1_BEFORE <<<"$(streams_rss 1 512)" || true
+read -r S8_RSS S8_HWM S8_BEFORE <<<"$(streams_rss 8 64)" || true
 [ -n "${S1_RSS:-}" ] || missing "RSS with 1x512 streams"
 [ -n "${S8_RSS:-}" ] || missing "RSS with 8x64 streams"
 
@@ -207,9 +207,12 @@ row "  exec floor: /bin/echo line, med/p90" "${E_SPAWN_MED:-n/a}" "${E_SPAWN_P90
 row "idle RSS after handshake" "$(mib "$P_IDLE_KIB")" "$(mib "$F_IDLE_KIB")" "<= 4 MiB" "$(verdict "$P_IDLE_KIB" '<=' 4096)"
 row "stripped binary size" "$(awk -v b="$P_SIZE" 'BEGIN { printf "%.0f KiB", b / 1024 }')" \
   "$(awk -v b="${F_SIZE:-0}" 'BEGIN { printf "%.0f KiB", b / 1024 }')" "<= 1 MiB" "$(verdict "$P_SIZE" '<=' 1048576)"
-row "VmRSS, 512 open streams (1 conn x 512)" "$(mib "${S1_RSS:-}")" "-" "<= 16 MiB" "$(verdict "${S1_RSS:-}" '<=' 16384)"
+per_stream() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f KiB/stream", (a - b) / 512 }'; }
+row "VmRSS, 512 open streams (1 conn x 512)" "$(mib "${S1_RSS:-}")" "$(mib "${S1_BEFORE:-}")" "<= 16 MiB" "$(verdict "${S1_RSS:-}" '<=' 16384)"
+row "  (baseline: same process, 0 streams)" "" "" "$(per_stream "${S1_RSS:-}" "${S1_BEFORE:-}")" "info"
 row "VmHWM, 512 open streams (1 conn x 512)" "$(mib "${S1_HWM:-}")" "-" "<= 16 MiB" "$(verdict "${S1_HWM:-}" '<=' 16384)"
-row "VmRSS, 512 open streams (8 conn x 64)" "$(mib "${S8_RSS:-}")" "-" "<= 16 MiB" "$(verdict "${S8_RSS:-}" '<=' 16384)"
+row "VmRSS, 512 open streams (8 conn x 64)" "$(mib "${S8_RSS:-}")" "$(mib "${S8_BEFORE:-}")" "<= 16 MiB" "$(verdict "${S8_RSS:-}" '<=' 16384)"
+row "  (baseline: same process, 0 streams)" "" "" "$(per_stream "${S8_RSS:-}" "${S8_BEFORE:-}")" "info"
 row "VmHWM, 512 open streams (8 conn x 64)" "$(mib "${S8_HWM:-}")" "-" "<= 16 MiB" "$(verdict "${S8_HWM:-}" '<=' 16384)"
 echo
 echo "Notes: h2load runs one client thread; when the server is < 100% busy the calls/s row measures the"

@@ -19,18 +19,20 @@
  *         bit2: tight limits (1 KiB per request, 2 KiB buffered, 4 streams)
  *         bit3: cancel every running call (the grace timer) before closing
  *         bit4: slow peer: a write of almost CONN_OUT_HIGH bytes stays in
- *               flight, and only 4 KiB of new output is "written" per flush
+ *               flight, and only 1 KiB of new output is "written" per flush
  *               round (4 rounds per flush), so output backs up past the
- *               high-water mark and nghttp2 sees WOULDBLOCK after ~8 KiB
+ *               high-water mark and nghttp2 sees WOULDBLOCK after ~1 KiB
+ *         bit5: two connections; read k goes to connection k % 2 (shared
+ *               request budget, drain and cancel-all across sessions)
  *   rest  HTTP/2 client bytes, cut into separate reads at the 4-byte
  *         delimiter FE ED FA CE; between reads the harness flushes and runs
  *         the loop, so e.g. an RST_STREAM can arrive while a handler's
  *         threadpool work is running.
  *
- * Checked on every input (besides ASan/UBSan/LSan): after the connection is
- * closed and the loop has settled, no handler is still counted in flight,
- * the request-byte budget is back to zero, no session is registered, and a
- * requested drain has reported completion.
+ * Checked on every input (besides ASan/UBSan/LSan): the request-byte budget
+ * never exceeds its cap; after the connections are closed and the loop has
+ * settled, no handler is still counted in flight, the budget is back to
+ * zero, no session is registered, and a requested drain has completed.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,7 +106,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
-#define SLOW_DRAIN_BYTES 4096
+#define SLOW_DRAIN_BYTES 1024
 #define SLOW_ROUNDS 4
 
 typedef struct {
@@ -112,6 +114,7 @@ typedef struct {
     bool closed;
     bool close_when_flushed;
     bool slow;
+    bool stop_reading; /* on_recv asked to close: no more input for it */
     size_t out_total;
 } fake_conn;
 
@@ -159,26 +162,59 @@ static void pump(fake_conn *f) {
     if (c->out_len == 0 && (f->close_when_flushed || !c->proto_vt->is_alive(c->proto))) fake_close(f);
 }
 
+#define MAX_CONNS 2
+
+static fake_conn g_conns[MAX_CONNS];
+static int g_nconns;
+
+static void pump_all(void) {
+    for (int i = 0; i < g_nconns; i++) pump(&g_conns[i]);
+}
+
 /* Lets due timers fire and threadpool work finish (bounded). */
-static void settle(fake_conn *f) {
+static void settle(void) {
     for (int i = 0; i < 3; i++) {
         uv_run(&g_loop, UV_RUN_NOWAIT);
-        pump(f);
+        pump_all();
     }
     for (int i = 0; i < 100 && g_loop.active_reqs.count > 0; i++) {
         uv_run(&g_loop, UV_RUN_ONCE); /* wakes when the work is done */
-        pump(f);
+        pump_all();
     }
 }
 
-static void start_drain(fake_conn *f) {
+static void start_drain(void) {
     if (g_h2.draining) return;
     h2_server_drain(&g_h2, on_drained, NULL);
-    pump(f);
+    pump_all();
 }
 
 static const uint8_t *find_delim(const uint8_t *p, size_t len) {
     return len >= sizeof delim ? memmem(p, len, delim, sizeof delim) : NULL;
+}
+
+static void open_conn(fake_conn *f, bool slow, bool send_preface) {
+    memset(f, 0, sizeof *f);
+    f->slow = slow;
+    f->c = calloc(1, sizeof *f->c);
+    CHECK(f->c != NULL, "oom");
+    f->c->srv = &g_srv;
+    f->c->id = ++g_conn_ids;
+    if (slow) {
+        /* A stalled write in flight: conn_pending_bytes() counts it. */
+        f->c->writing = true;
+        f->c->wbuf_len = CONN_OUT_HIGH - 1024;
+    }
+    f->c->proto = h2_server_make_session(&g_h2, f->c, &f->c->proto_vt);
+    CHECK(f->c->proto != NULL, "h2_server_make_session failed");
+    pump(f); /* our SETTINGS */
+    if (send_preface && !f->closed) {
+        if (f->c->proto_vt->on_recv(f->c->proto, preface, PREFACE_LEN) != 0) {
+            f->close_when_flushed = true;
+            f->stop_reading = true;
+        }
+        pump(f);
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -201,53 +237,43 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     g_stop_requested = false;
     g_drained = false;
 
-    fake_conn f = {.slow = (flags & 16) != 0};
-    f.c = calloc(1, sizeof *f.c);
-    CHECK(f.c != NULL, "oom");
-    f.c->srv = &g_srv;
-    f.c->id = ++g_conn_ids;
-    if (f.slow) {
-        /* A stalled write in flight: conn_pending_bytes() counts it. */
-        f.c->writing = true;
-        f.c->wbuf_len = CONN_OUT_HIGH - 8192;
-    }
-    f.c->proto = h2_server_make_session(&g_h2, f.c, &f.c->proto_vt);
-    CHECK(f.c->proto != NULL, "h2_server_make_session failed");
-    pump(&f); /* our SETTINGS */
+    g_nconns = (flags & 32) ? 2 : 1;
+    for (int i = 0; i < g_nconns; i++) open_conn(&g_conns[i], (flags & 16) != 0, !(flags & 1));
 
-    if (!(flags & 1) && !f.closed) {
-        if (f.c->proto_vt->on_recv(f.c->proto, preface, PREFACE_LEN) != 0) f.close_when_flushed = true;
-        pump(&f);
-    }
-    if (f.close_when_flushed) size = 0; /* reading stopped: the input is never seen */
-
+    /* Read k goes to connection k % g_nconns. */
     const uint8_t *p = data;
     size_t left = size;
-    for (int chunks = 0; !f.closed && chunks < MAX_CHUNKS; chunks++) {
+    for (int k = 0; k < MAX_CHUNKS; k++) {
         const uint8_t *d = find_delim(p, left);
         size_t n = d ? (size_t)(d - p) : left;
-        bool stop_reading = n > 0 && f.c->proto_vt->on_recv(f.c->proto, p, n) != 0;
-        if (stop_reading) f.close_when_flushed = true; /* conn.c stops reading here */
-        pump(&f);
-        settle(&f);
-        if (g_stop_requested) start_drain(&f);
-        if (g_drained) f.close_when_flushed = true; /* main closes every connection then */
-        pump(&f);
-        if (!d || stop_reading) break;
+        fake_conn *f = &g_conns[k % g_nconns];
+        if (!f->closed && !f->stop_reading && n > 0 && f->c->proto_vt->on_recv(f->c->proto, p, n) != 0) {
+            f->close_when_flushed = true;
+            f->stop_reading = true; /* conn.c stops reading here */
+        }
+        pump_all();
+        settle();
+        if (g_stop_requested) start_drain();
+        if (g_drained) /* main closes every connection then */
+            for (int i = 0; i < g_nconns; i++) g_conns[i].close_when_flushed = true;
+        pump_all();
+        CHECK(g_h2.buffered_bytes <= g_h2.cfg.max_buffered_bytes, "request budget overrun: %zu > %zu",
+              g_h2.buffered_bytes, g_h2.cfg.max_buffered_bytes);
+        if (!d) break;
         p = d + sizeof delim;
         left -= n + sizeof delim;
     }
 
-    if (flags & 2) start_drain(&f);
-    settle(&f);
+    if (flags & 2) start_drain();
+    settle();
     if (flags & 8) {
         h2_server_cancel_all(&g_h2, GRPC_UNAVAILABLE, "plugin is shutting down");
-        pump(&f);
-        settle(&f);
+        pump_all();
+        settle();
     }
 
-    /* The peer goes away: the connection closes, handlers are cancelled. */
-    fake_close(&f);
+    /* The peers go away: connections close, handlers are cancelled. */
+    for (int i = 0; i < g_nconns; i++) fake_close(&g_conns[i]);
     uv_run(&g_loop, UV_RUN_DEFAULT); /* returns once timers are closed and work is done */
 
     CHECK(g_h2.calls_in_flight == 0, "%zu handlers still running after close", g_h2.calls_in_flight);
@@ -256,8 +282,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (g_h2.draining) CHECK(g_drained, "drain never completed");
 
     if (g_dump) fflush(g_dump);
-    free(f.c->out);
-    free(f.c->wbuf);
-    free(f.c);
+    for (int i = 0; i < g_nconns; i++) {
+        free(g_conns[i].c->out);
+        free(g_conns[i].c->wbuf);
+        free(g_conns[i].c);
+        g_conns[i].c = NULL;
+    }
     return 0;
 }

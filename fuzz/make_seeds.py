@@ -292,6 +292,23 @@ def session_seeds():
     c.c.increment_flow_control_window(1 << 24)
     s["slow_peer_metrics"] = c.seed(flags=16)
 
+    # Two connections (bit5): reads alternate between them; a held stream on
+    # one, a Shutdown on the other drains both.
+    a, b = Client(), Client()
+    a.unary(1, "/plugin.GRPCStdio/StreamStdio", b"")
+    b.unary(1, "/pluginv2.Diagnostics/CollectMetrics", collect_metrics_request())
+    a.cut()
+    b.cut()
+    a.headers(3, "/pluginv2.Data/QueryData")
+    a.data(3, grpc_frame(query_data_request())[:30], end_stream=False)
+    b.unary(3, "/plugin.GRPCController/Shutdown", b"")
+    a.cut()
+    b.cut()
+    chunks = [x for pair in zip(a.chunks, b.chunks) for x in pair]
+    for ch in chunks:
+        assert DELIM not in ch
+    s["two_connections_shutdown"] = bytes([32]) + DELIM.join(chunks)
+
     # The input brings its own preface (bit0) ...
     c = Client(keep_preface=True)
     c.unary(1, "/grpc.health.v1.Health/Check", health_check_request("plugin"))
