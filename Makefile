@@ -21,7 +21,7 @@ DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-14-dev valgri
 SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
            UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 LSAN_OPTIONS=exitcode=23
 
-.PHONY: deps build dist asan test unit integration integration-python integration-go \
+.PHONY: deps build dist asan test unit arrow-tests integration integration-python integration-go \
         fuzz-build fuzz-short fuzz fuzz-long valgrind bench run clean
 
 deps:
@@ -61,6 +61,10 @@ integration-go: asan
 
 integration: integration-python integration-go
 
+# Frames judged by apache-arrow (npm, installed into tests/arrow by npm ci).
+arrow-tests: asan
+	FRAME_CONVERT=$(CURDIR)/build-asan/tests/frame_convert bash tests/arrow/run.sh
+
 fuzz-build: deps
 	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DGPX_FUZZ=ON -DGPX_TESTS=OFF >/dev/null
 	cmake --build build-fuzz -j$(JOBS)
@@ -78,7 +82,7 @@ fuzz-long: fuzz-build
 
 # The whole test suite: unit tests and both independent clients against the
 # sanitizer build, the release dist binary through go-plugin, then fuzzing.
-test: unit integration dist
+test: unit arrow-tests integration dist
 	PLUGIN_BIN=$(CURDIR)/$(DIST_BIN) bash tests/integration/run_go.sh
 	$(MAKE) --no-print-directory fuzz-short
 

@@ -55,11 +55,6 @@ void hclog_emit(hclog_level level, const char *msg, const hclog_kv *kvs, size_t 
 size_t hclog_format(char *buf, size_t cap, hclog_level level, const char *msg,
                     const hclog_kv *kvs, size_t nkv, int64_t unix_us);
 
-/* Appends s as the body of a JSON string (no quotes) into buf[*len..cap),
- * escaping quotes, backslashes, control bytes and invalid UTF-8 (as U+FFFD).
- * Stops before overflowing; returns 0 when everything fit, -1 when cut. */
-int hclog_json_escape(char *buf, size_t cap, size_t *len, const char *s, size_t n);
-
 #define HCLOG_AT(lvl, msg, ...)                                                  \
     do {                                                                         \
         if (hclog_enabled(lvl)) {                                                \

@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "log/hclog.h"
+#include "util/jsonw.h"
 
 #define T0 1764064530123456LL /* 2025-11-25T09:55:30.123456Z */
 
@@ -84,10 +85,10 @@ static void json_escape_reports_cut(void **state) {
     (void)state;
     char out[8];
     size_t len = 0;
-    assert_int_equal(hclog_json_escape(out, sizeof out, &len, "abc", 3), 0);
+    assert_int_equal(jsonw_escape(out, sizeof out, &len, "abc", 3), 0);
     assert_int_equal(len, 3);
     len = 0;
-    assert_int_equal(hclog_json_escape(out, sizeof out, &len, "abc\n\n\n", 6), -1);
+    assert_int_equal(jsonw_escape(out, sizeof out, &len, "abc\n\n\n", 6), -1);
     assert_true(len <= sizeof out);
     assert_memory_equal(out, "abc\\n\\n", 7);
 }

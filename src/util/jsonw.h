@@ -1,0 +1,21 @@
+/*
+ * jsonw: writing JSON text by hand where a document tree would be waste:
+ * string escaping that always yields valid JSON (invalid UTF-8 becomes
+ * U+FFFD), quoted strings into a buf_t. A leaf like buf.
+ */
+#ifndef JSONW_H
+#define JSONW_H
+
+#include <stddef.h>
+
+#include "buf.h"
+
+/* Appends s as the body of a JSON string (no quotes) into buf[*len..cap),
+ * escaping quotes, backslashes, control bytes and invalid UTF-8 (as U+FFFD).
+ * Stops before overflowing; returns 0 when everything fit, -1 when cut. */
+int jsonw_escape(char *buf, size_t cap, size_t *len, const char *s, size_t n);
+
+/* Appends "s" (quoted, escaped) to b. */
+void jsonw_string(buf_t *b, const char *s, size_t n);
+
+#endif
