@@ -79,12 +79,11 @@ static fb_ref field_table(fb_builder *b, const frame_field *fld) {
 }
 
 static fb_ref schema_table(fb_builder *b, const frame_t *f) {
-    fb_ref fields_stack[64];
-    fb_ref *fields = f->nfields <= 64 ? fields_stack : malloc(f->nfields * sizeof *fields);
+    fb_ref *fields = malloc((f->nfields ? f->nfields : 1) * sizeof *fields);
     if (!fields) { b->failed = true; return 0; }
     for (size_t i = 0; i < f->nfields; i++) fields[i] = field_table(b, f->fields[i]);
     fb_ref fields_vec = fb_vec_refs(b, fields, f->nfields);
-    if (fields != fields_stack) free(fields);
+    free(fields);
     fb_ref md[3];
     size_t nmd = 0;
     md[nmd++] = key_value(b, "name", f->name);

@@ -271,20 +271,24 @@ static int on_data_chunk_cb(nghttp2_session *ng, uint8_t flags, int32_t stream_i
     call_t *c = nghttp2_session_get_stream_user_data(ng, stream_id);
     if (!c || c->responded || c->cancelled) return 0;
     h2_server *srv = s->server;
+    /* Deframe first: a message over its own cap is reported as such, not
+     * as a full budget. */
+    grpc_deframe_result r = grpc_deframer_feed(&c->deframer, data, len, on_message, c);
     /* Bytes of unary requests are held until the handler has run. */
-    if (c->method && c->method->kind != CALL_BIDI) {
+    if (r == GRPC_DEFRAME_OK && c->method && c->method->kind != CALL_BIDI) {
         if (srv->buffered_bytes + len > srv->cfg.max_buffered_bytes) {
             char msg[192];
             snprintf(msg, sizeof msg,
                      "plugin is holding %zu bytes of requests (limit %zu, GF_PLUGIN_MAX_BUFFERED_BYTES); retry later",
                      srv->buffered_bytes, srv->cfg.max_buffered_bytes);
+            release_budget(s, c);
+            grpc_deframer_free(&c->deframer);
             call_respond(c, GRPC_RESOURCE_EXHAUSTED, msg);
             return 0;
         }
         srv->buffered_bytes += len;
         c->buffered += len;
     }
-    grpc_deframe_result r = grpc_deframer_feed(&c->deframer, data, len, on_message, c);
     if (r == GRPC_DEFRAME_OK) return 0;
     char msg[256];
     int status = GRPC_INTERNAL;
