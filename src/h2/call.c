@@ -81,40 +81,41 @@ void call_send_headers(call_t *c) {
     h2s_push(c->sess, c);
 }
 
-int call_send_bytes(call_t *c, const uint8_t *msg, size_t len) {
-    if (!can_output(c)) return -1;
-    if (len > UINT32_MAX) return -1;
+/* Appends a chunk with room for one framed message of `len` bytes and
+ * returns a pointer where the message body goes (NULL when it cannot). */
+static uint8_t *queue_message(call_t *c, size_t len) {
+    if (!can_output(c) || len > UINT32_MAX) return NULL;
     call_out_chunk *ch = malloc(sizeof *ch + GRPC_PREFIX_LEN + len);
-    if (!ch) return -1;
+    if (!ch) return NULL;
     ch->next = NULL;
     ch->off = 0;
     ch->len = GRPC_PREFIX_LEN + len;
     grpc_write_prefix(ch->data, (uint32_t)len);
-    if (len) memcpy(ch->data + GRPC_PREFIX_LEN, msg, len);
     if (c->out_tail) c->out_tail->next = ch;
     else c->out_head = ch;
     c->out_tail = ch;
     c->out_bytes += ch->len;
+    return ch->data + GRPC_PREFIX_LEN;
+}
+
+/* The message is in place: let the stream send it if it is already open. */
+static void message_queued(call_t *c) {
     if (c->headers_sent) h2s_push(c->sess, c);
+}
+
+int call_send_bytes(call_t *c, const uint8_t *msg, size_t len) {
+    uint8_t *body = queue_message(c, len);
+    if (!body) return -1;
+    if (len) memcpy(body, msg, len);
+    message_queued(c);
     return 0;
 }
 
 int call_send(call_t *c, const ProtobufCMessage *msg) {
-    if (!can_output(c)) return -1;
-    size_t len = protobuf_c_message_get_packed_size(msg);
-    if (len > UINT32_MAX) return -1;
-    call_out_chunk *ch = malloc(sizeof *ch + GRPC_PREFIX_LEN + len);
-    if (!ch) return -1;
-    ch->next = NULL;
-    ch->off = 0;
-    ch->len = GRPC_PREFIX_LEN + len;
-    grpc_write_prefix(ch->data, (uint32_t)len);
-    protobuf_c_message_pack(msg, ch->data + GRPC_PREFIX_LEN);
-    if (c->out_tail) c->out_tail->next = ch;
-    else c->out_head = ch;
-    c->out_tail = ch;
-    c->out_bytes += ch->len;
-    if (c->headers_sent) h2s_push(c->sess, c);
+    uint8_t *body = queue_message(c, protobuf_c_message_get_packed_size(msg));
+    if (!body) return -1;
+    protobuf_c_message_pack(msg, body);
+    message_queued(c);
     return 0;
 }
 

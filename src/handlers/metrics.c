@@ -61,30 +61,31 @@ void metrics_format(buf_t *b, const metrics_proc_sample *p, const hnd_env *env) 
     family(b, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.");
     buf_printf(b, "process_start_time_seconds %.3f\n", env->start_time_unix);
 
+    /* Two families over the same methods: text per family, so two passes. */
     const router_t *r = &env->router;
-    family(b, "grpc_server_started_total", "counter", "Total number of RPCs started on the server.");
-    for (size_t i = 0; i < r->count; i++) {
-        const router_method *m = &r->methods[i];
-        const char *svc, *meth;
-        size_t svc_len;
-        if (router_split_path(m->path, &svc, &svc_len, &meth) != 0) continue;
-        buf_printf(b, "grpc_server_started_total{grpc_service=\"%.*s\",grpc_method=\"%s\",grpc_type=\"%s\"} %llu\n",
-                   (int)svc_len, svc, meth, kind_name(m->kind), (unsigned long long)m->started);
-    }
-    family(b, "grpc_server_handled_total", "counter",
-           "Total number of RPCs completed on the server, regardless of success or failure.");
-    for (size_t i = 0; i < r->count; i++) {
-        const router_method *m = &r->methods[i];
-        const char *svc, *meth;
-        size_t svc_len;
-        if (router_split_path(m->path, &svc, &svc_len, &meth) != 0) continue;
-        for (int code = 0; code < GRPC_STATUS_COUNT; code++) {
-            if (m->handled[code] == 0 && code != GRPC_OK) continue;
-            buf_printf(b,
-                       "grpc_server_handled_total{grpc_service=\"%.*s\",grpc_method=\"%s\",grpc_type=\"%s\","
-                       "grpc_code=\"%s\"} %llu\n",
-                       (int)svc_len, svc, meth, kind_name(m->kind), grpc_status_name(code),
-                       (unsigned long long)m->handled[code]);
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 0) family(b, "grpc_server_started_total", "counter", "Total number of RPCs started on the server.");
+        else
+            family(b, "grpc_server_handled_total", "counter",
+                   "Total number of RPCs completed on the server, regardless of success or failure.");
+        for (size_t i = 0; i < r->count; i++) {
+            const router_method *m = &r->methods[i];
+            const char *svc, *meth;
+            size_t svc_len;
+            if (router_split_path(m->path, &svc, &svc_len, &meth) != 0) continue;
+            if (pass == 0) {
+                buf_printf(b, "grpc_server_started_total{grpc_service=\"%.*s\",grpc_method=\"%s\",grpc_type=\"%s\"} %llu\n",
+                           (int)svc_len, svc, meth, kind_name(m->kind), (unsigned long long)m->started);
+                continue;
+            }
+            for (int code = 0; code < GRPC_STATUS_COUNT; code++) {
+                if (m->handled[code] == 0 && code != GRPC_OK) continue;
+                buf_printf(b,
+                           "grpc_server_handled_total{grpc_service=\"%.*s\",grpc_method=\"%s\",grpc_type=\"%s\","
+                           "grpc_code=\"%s\"} %llu\n",
+                           (int)svc_len, svc, meth, kind_name(m->kind), grpc_status_name(code),
+                           (unsigned long long)m->handled[code]);
+            }
         }
     }
     const h2_server *h2 = env->h2;
