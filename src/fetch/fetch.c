@@ -1,0 +1,649 @@
+/*
+ * HTTP/1.1 client. Lifetimes: the pool is reference-counted by its owner,
+ * each connection and each request; connections and requests own libuv
+ * handles whose close is asynchronous, so each keeps a count of handles
+ * still closing and is freed by the last close callback.
+ *
+ * Failures found inside llhttp callbacks are recorded and acted on after
+ * llhttp_execute returns, so the parser is never torn down mid-call.
+ */
+#include "fetch.h"
+
+#include <ctype.h>
+#include <llhttp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../log/hclog.h"
+#include "../util/buf.h"
+
+/* Room for a message naming host:port (up to 300 bytes) and a cause. */
+#define FETCH_MSG_MAX 768
+
+typedef enum { C_RESOLVING, C_CONNECTING, C_ACTIVE, C_IDLE, C_CLOSING } conn_state;
+
+typedef struct fetch_conn fetch_conn;
+
+struct fetch_pool {
+    uv_loop_t *loop;
+    fetch_url url;
+    fetch_limits lim;
+    char hostport[300];
+    char *user_agent;
+    int refs;
+    bool released;
+    fetch_conn *idle;           /* most recently used first */
+    size_t nconns;              /* connections holding a slot */
+    fetch_req *queue_head, *queue_tail;
+    fetch_stats stats;
+};
+
+struct fetch_conn {
+    uv_tcp_t tcp;
+    uv_getaddrinfo_t gai;
+    uv_connect_t creq;
+    uv_write_t wreq;
+    uv_timer_t timer;           /* connect timeout, then idle timeout */
+    fetch_pool *pool;
+    fetch_req *req;
+    llhttp_t parser;
+    conn_state state;
+    struct addrinfo *addrs, *next_addr;
+    int closing_handles;        /* handles whose close callback is pending */
+    bool gai_pending;
+    bool tcp_open;
+    bool message_done;
+    bool keep_alive;
+    fetch_error fail_err;       /* set inside llhttp callbacks */
+    char fail_msg[FETCH_MSG_MAX];
+    fetch_conn *next_idle;
+};
+
+struct fetch_req {
+    fetch_pool *pool;
+    fetch_conn *conn;
+    const fetch_handler *h;
+    void *arg;
+    buf_t wire;
+    uv_timer_t timer;
+    uint64_t timeout_ms;
+    bool done;
+    bool queued;
+    fetch_req *next;
+    size_t body_bytes;
+    char hname[16];             /* header name being read (only Content-Type matters) */
+    size_t hname_len;
+    bool hname_long;
+    bool in_ctype;
+    char ctype[128];
+    size_t ctype_len;
+    fetch_error pending_err;    /* failure found before fetch_start returned */
+    char pending_msg[FETCH_MSG_MAX];
+};
+
+static const llhttp_settings_t *parser_settings(void);
+static void dispatch(fetch_pool *p);
+static void conn_close(fetch_conn *c);
+static void conn_send(fetch_conn *c);
+
+const char *fetch_error_name(fetch_error e) {
+    static const char *const names[] = {"ok", "dns", "connect", "timeout", "io", "protocol",
+                                        "too_large", "aborted", "invalid", "nomem"};
+    return (unsigned)e < sizeof names / sizeof names[0] ? names[e] : "unknown";
+}
+
+bool fetch_header_ok(const char *name, const char *value) {
+    if (!name || !*name || !value) return false;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        if (*p <= 0x20 || *p >= 0x7F || strchr("()<>@,;:\\\"/[]?={}", *p)) return false;
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++)
+        if (*p == '\r' || *p == '\n' || (*p < 0x20 && *p != '\t') || *p == 0x7F) return false;
+    return true;
+}
+
+/* ---- pool ------------------------------------------------------------- */
+
+static void pool_unref(fetch_pool *p) {
+    if (--p->refs > 0) return;
+    free(p->user_agent);
+    free(p);
+}
+
+fetch_pool *fetch_pool_new(uv_loop_t *loop, const fetch_url *url, const fetch_limits *limits) {
+    fetch_pool *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->loop = loop;
+    p->url = *url;
+    p->lim = *limits;
+    if (p->lim.max_connections == 0) p->lim.max_connections = 1;
+    p->user_agent = strdup(limits->user_agent ? limits->user_agent : "gpx-inhouse");
+    if (!p->user_agent) { free(p); return NULL; }
+    p->lim.user_agent = p->user_agent;
+    fetch_url_hostport(url, p->hostport, sizeof p->hostport);
+    p->refs = 1;
+    return p;
+}
+
+void fetch_pool_release(fetch_pool *p) {
+    if (!p || p->released) return;
+    p->released = true;
+    while (p->idle) {
+        fetch_conn *c = p->idle;
+        p->idle = c->next_idle;
+        c->next_idle = NULL;
+        conn_close(c);
+    }
+    pool_unref(p);
+}
+
+void fetch_pool_stats(const fetch_pool *p, fetch_stats *out) {
+    *out = p->stats;
+    out->open = p->nconns;
+}
+
+/* ---- requests ---------------------------------------------------------- */
+
+static void on_req_timer_closed(uv_handle_t *h) {
+    fetch_req *r = h->data;
+    fetch_pool *p = r->pool;
+    buf_free(&r->wire);
+    free(r);
+    pool_unref(p);
+}
+
+static void queue_remove(fetch_pool *p, fetch_req *r) {
+    fetch_req **pp = &p->queue_head, *prev = NULL;
+    while (*pp && *pp != r) { prev = *pp; pp = &(*pp)->next; }
+    if (!*pp) return;
+    *pp = r->next;
+    if (p->queue_tail == r) p->queue_tail = prev;
+    r->next = NULL;
+    r->queued = false;
+    p->stats.queued--;
+}
+
+/* Ends a request: exactly one on_done, then the request is freed. */
+static void finish(fetch_req *r, fetch_error err, const char *msg) {
+    if (r->done) return;
+    r->done = true;
+    fetch_pool *p = r->pool;
+    if (r->queued) queue_remove(p, r);
+    if (r->conn) {
+        r->conn->req = NULL;
+        r->conn = NULL;
+        p->stats.active--;
+    }
+    if (err != FETCH_OK) p->stats.errors++;
+    uv_timer_stop(&r->timer);
+    r->h->on_done(r->arg, err, msg ? msg : "");
+    uv_close((uv_handle_t *)&r->timer, on_req_timer_closed);
+}
+
+static void on_req_timeout(uv_timer_t *t) {
+    fetch_req *r = t->data;
+    if (r->pending_err != FETCH_OK) { /* a deferred failure from fetch_start */
+        finish(r, r->pending_err, r->pending_msg);
+        return;
+    }
+    char msg[FETCH_MSG_MAX];
+    snprintf(msg, sizeof msg, "no complete answer from %s within %llu ms", r->pool->hostport,
+             (unsigned long long)r->timeout_ms);
+    fetch_conn *c = r->conn;
+    finish(r, FETCH_E_TIMEOUT, msg);
+    if (c) conn_close(c); /* never reuse a half-read connection */
+    dispatch(r->pool);
+}
+
+static int build_wire(fetch_req *r, const fetch_pool *p, const fetch_request *rq) {
+    buf_t *b = &r->wire;
+    const char *sep = (rq->path && *rq->path && rq->path[0] != '/') ? "/" : "";
+    const char *path = rq->path ? rq->path : "";
+    buf_printf(b, "%s %s%s%s HTTP/1.1\r\n", rq->method, p->url.base_path, sep, path);
+    if (!p->url.base_path[0] && !*path) { b->len -= 11; buf_puts(b, "/ HTTP/1.1\r\n"); }
+    bool default_port = p->url.port == (p->url.tls ? 443 : 80);
+    if (default_port) buf_printf(b, "Host: %s\r\n", strchr(p->url.host, ':') ? p->hostport : p->url.host);
+    else buf_printf(b, "Host: %s\r\n", p->hostport);
+    buf_printf(b, "User-Agent: %s\r\n", p->user_agent);
+    bool has_accept = false, has_ctype = false;
+    for (size_t i = 0; i < rq->nheaders; i++) {
+        if (!strcasecmp(rq->headers[i].name, "Accept")) has_accept = true;
+        if (!strcasecmp(rq->headers[i].name, "Content-Type")) has_ctype = true;
+        buf_printf(b, "%s: %s\r\n", rq->headers[i].name, rq->headers[i].value);
+    }
+    if (!has_accept) buf_puts(b, "Accept: application/json\r\n");
+    if (rq->body_len || !strcmp(rq->method, "POST") || !strcmp(rq->method, "PUT")) {
+        if (!has_ctype) buf_puts(b, "Content-Type: application/json\r\n");
+        buf_printf(b, "Content-Length: %zu\r\n", rq->body_len);
+    }
+    buf_puts(b, "Connection: keep-alive\r\n\r\n");
+    buf_append(b, rq->body, rq->body_len);
+    return buf_ok(b) ? 0 : -1;
+}
+
+static bool path_ok(const char *s) {
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++)
+        if (*p <= 0x20 || *p == 0x7F) return false;
+    return true;
+}
+
+fetch_req *fetch_start(fetch_pool *p, const fetch_request *rq, const fetch_handler *h, void *arg) {
+    fetch_req *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->pool = p;
+    r->h = h;
+    r->arg = arg;
+    r->timeout_ms = rq->timeout_ms;
+    buf_init(&r->wire);
+    p->refs++;
+    p->stats.requests++;
+    uv_timer_init(p->loop, &r->timer);
+    r->timer.data = r;
+    for (size_t i = 0; i < rq->nheaders && r->pending_err == FETCH_OK; i++)
+        if (!fetch_header_ok(rq->headers[i].name, rq->headers[i].value)) {
+            r->pending_err = FETCH_E_INVALID;
+            snprintf(r->pending_msg, sizeof r->pending_msg,
+                     "header %.60s has a name or value that cannot be sent (control characters or line breaks)",
+                     fetch_header_ok(rq->headers[i].name, "") ? rq->headers[i].name : "(invalid name)");
+        }
+    if (r->pending_err == FETCH_OK && (!path_ok(rq->path) || !rq->method || !*rq->method)) {
+        r->pending_err = FETCH_E_INVALID;
+        snprintf(r->pending_msg, sizeof r->pending_msg, "request path or method contains forbidden characters");
+    }
+    if (r->pending_err == FETCH_OK && p->url.tls) {
+        r->pending_err = FETCH_E_INVALID;
+        snprintf(r->pending_msg, sizeof r->pending_msg,
+                 "https:// backends are not supported by this plugin version; use http://");
+    }
+    if (r->pending_err == FETCH_OK && build_wire(r, p, rq) != 0) {
+        r->pending_err = FETCH_E_NOMEM;
+        snprintf(r->pending_msg, sizeof r->pending_msg, "out of memory building the request");
+    }
+    if (r->pending_err != FETCH_OK) {
+        uv_timer_start(&r->timer, on_req_timeout, 0, 0); /* on_done after we return */
+        return r;
+    }
+    if (r->timeout_ms) uv_timer_start(&r->timer, on_req_timeout, r->timeout_ms, 0);
+    r->queued = true;
+    if (p->queue_tail) p->queue_tail->next = r;
+    else p->queue_head = r;
+    p->queue_tail = r;
+    p->stats.queued++;
+    dispatch(p);
+    return r;
+}
+
+void fetch_abort(fetch_req *r) {
+    if (!r || r->done) return;
+    fetch_conn *c = r->conn;
+    fetch_pool *p = r->pool;
+    p->refs++; /* finish may free the request; keep the pool for dispatch */
+    finish(r, FETCH_E_ABORTED, "aborted");
+    if (c) conn_close(c);
+    dispatch(p);
+    pool_unref(p);
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+/* A connection is freed once no handle close and no DNS lookup is pending. */
+static void conn_maybe_free(fetch_conn *c) {
+    if (c->closing_handles > 0 || c->gai_pending) return;
+    fetch_pool *p = c->pool;
+    if (c->addrs) uv_freeaddrinfo(c->addrs);
+    free(c);
+    pool_unref(p);
+}
+
+static void conn_handle_closed(uv_handle_t *h) {
+    fetch_conn *c = h->data;
+    c->closing_handles--;
+    conn_maybe_free(c);
+}
+
+static void conn_close(fetch_conn *c) {
+    if (c->state == C_CLOSING) return;
+    fetch_pool *p = c->pool;
+    if (c->state == C_IDLE) {
+        for (fetch_conn **pp = &p->idle; *pp; pp = &(*pp)->next_idle)
+            if (*pp == c) { *pp = c->next_idle; break; }
+    }
+    c->state = C_CLOSING;
+    p->nconns--;
+    if (c->gai_pending) uv_cancel((uv_req_t *)&c->gai);
+    c->closing_handles += 1 + (c->tcp_open ? 1 : 0);
+    if (c->tcp_open) uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+    c->tcp_open = false;
+    uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+}
+
+/* The connection failed before or while serving its request. */
+static void conn_fail(fetch_conn *c, fetch_error err, const char *msg) {
+    fetch_req *r = c->req;
+    fetch_pool *p = c->pool;
+    p->refs++;
+    conn_close(c);
+    if (r) finish(r, err, msg);
+    dispatch(p);
+    pool_unref(p);
+}
+
+static void on_idle_timeout(uv_timer_t *t) {
+    fetch_conn *c = t->data;
+    conn_close(c);
+}
+
+static void conn_to_idle(fetch_conn *c) {
+    fetch_pool *p = c->pool;
+    if (p->released || !c->keep_alive) { conn_close(c); return; }
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->state = C_IDLE;
+    c->next_idle = p->idle;
+    p->idle = c;
+    if (p->lim.idle_timeout_ms) uv_timer_start(&c->timer, on_idle_timeout, p->lim.idle_timeout_ms, 0);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
+    (void)h;
+    static char buf[65536]; /* consumed synchronously by on_read */
+    (void)suggested;
+    b->base = buf;
+    b->len = sizeof buf;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+    fetch_conn *c = s->data;
+    if (n == 0) return;
+    fetch_req *r = c->req;
+    char msg[FETCH_MSG_MAX];
+    if (n < 0) {
+        if (!r) { conn_close(c); return; } /* idle connection closed by the backend */
+        llhttp_errno_t e = n == UV_EOF ? llhttp_finish(&c->parser) : HPE_OK;
+        if (n == UV_EOF && e == HPE_OK && c->message_done) return;
+        if (r->body_bytes || llhttp_get_status_code(&c->parser))
+            snprintf(msg, sizeof msg, "%s closed the connection in the middle of the response (%s after %zu body bytes)",
+                     c->pool->hostport, n == UV_EOF ? "end of stream" : uv_strerror((int)n), r->body_bytes);
+        else
+            snprintf(msg, sizeof msg, "%s closed the connection without answering (%s)", c->pool->hostport,
+                     n == UV_EOF ? "end of stream" : uv_strerror((int)n));
+        conn_fail(c, FETCH_E_IO, msg);
+        return;
+    }
+    if (!r) { conn_close(c); return; } /* bytes nobody asked for */
+    llhttp_errno_t e = llhttp_execute(&c->parser, b->base, (size_t)n);
+    if (c->fail_err != FETCH_OK) {
+        conn_fail(c, c->fail_err, c->fail_msg);
+        return;
+    }
+    if (e == HPE_PAUSED && c->message_done) {
+        const char *stop = llhttp_get_error_pos(&c->parser);
+        bool extra = stop && stop < b->base + n;
+        fetch_pool *p = c->pool;
+        p->refs++;
+        if (extra) c->keep_alive = false; /* unsolicited bytes: do not trust this connection */
+        c->req = NULL;
+        r->conn = NULL;
+        p->stats.active--;
+        conn_to_idle(c);
+        finish(r, FETCH_OK, NULL);
+        dispatch(p);
+        pool_unref(p);
+        return;
+    }
+    if (e != HPE_OK) {
+        snprintf(msg, sizeof msg, "%s sent an invalid HTTP response: %s", c->pool->hostport,
+                 llhttp_get_error_reason(&c->parser) ? llhttp_get_error_reason(&c->parser) : llhttp_errno_name(e));
+        conn_fail(c, FETCH_E_PROTOCOL, msg);
+    }
+}
+
+static void on_written(uv_write_t *w, int status) {
+    fetch_conn *c = w->data;
+    if (status == 0 || c->state == C_CLOSING) return;
+    char msg[FETCH_MSG_MAX];
+    snprintf(msg, sizeof msg, "sending the request to %s failed: %s", c->pool->hostport, uv_strerror(status));
+    conn_fail(c, FETCH_E_IO, msg);
+}
+
+static void conn_send(fetch_conn *c) {
+    fetch_req *r = c->req;
+    c->state = C_ACTIVE;
+    c->message_done = false;
+    c->keep_alive = false;
+    c->fail_err = FETCH_OK;
+    llhttp_init(&c->parser, HTTP_RESPONSE, parser_settings());
+    c->parser.data = c;
+    uv_timer_stop(&c->timer);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    uv_buf_t b = uv_buf_init(r->wire.data, (unsigned)r->wire.len);
+    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+    if (rc != 0) {
+        char msg[FETCH_MSG_MAX];
+        snprintf(msg, sizeof msg, "sending the request to %s failed: %s", c->pool->hostport, uv_strerror(rc));
+        conn_fail(c, FETCH_E_IO, msg);
+    }
+}
+
+static void try_connect(fetch_conn *c);
+
+/* The socket of a failed attempt is closed: try the host's next address. */
+static void on_retry_closed(uv_handle_t *h) {
+    fetch_conn *c = h->data;
+    c->closing_handles--;
+    if (c->state != C_CLOSING) try_connect(c);
+    else conn_maybe_free(c);
+}
+
+static void on_connected(uv_connect_t *cr, int status) {
+    fetch_conn *c = cr->data;
+    if (c->state == C_CLOSING) return;
+    if (status == 0) {
+        uv_tcp_nodelay(&c->tcp, 1);
+        if (c->req) conn_send(c);
+        else conn_to_idle(c); /* its request was aborted meanwhile */
+        return;
+    }
+    if (c->next_addr && (status == UV_ECONNREFUSED || status == UV_ENETUNREACH || status == UV_EHOSTUNREACH ||
+                         status == UV_EADDRNOTAVAIL || status == UV_EAFNOSUPPORT)) {
+        /* Another address of the same host (e.g. 127.0.0.1 after ::1). */
+        c->tcp_open = false;
+        c->closing_handles++;
+        uv_close((uv_handle_t *)&c->tcp, on_retry_closed);
+        return;
+    }
+    char msg[FETCH_MSG_MAX];
+    if (status == UV_ECONNREFUSED)
+        snprintf(msg, sizeof msg, "connection to %s refused: is the backend running?", c->pool->hostport);
+    else
+        snprintf(msg, sizeof msg, "cannot connect to %s: %s", c->pool->hostport, uv_strerror(status));
+    conn_fail(c, FETCH_E_CONNECT, msg);
+}
+
+static void try_connect(fetch_conn *c) {
+    struct addrinfo *ai = c->next_addr;
+    c->next_addr = ai->ai_next;
+    uv_tcp_init(c->pool->loop, &c->tcp);
+    c->tcp.data = c;
+    c->tcp_open = true;
+    c->state = C_CONNECTING;
+    c->creq.data = c;
+    int rc = uv_tcp_connect(&c->creq, &c->tcp, ai->ai_addr, on_connected);
+    if (rc != 0) {
+        char msg[FETCH_MSG_MAX];
+        snprintf(msg, sizeof msg, "cannot connect to %s: %s", c->pool->hostport, uv_strerror(rc));
+        conn_fail(c, FETCH_E_CONNECT, msg);
+    }
+}
+
+static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res) {
+    fetch_conn *c = g->data;
+    c->gai_pending = false;
+    if (c->state == C_CLOSING) {
+        if (res) uv_freeaddrinfo(res);
+        conn_maybe_free(c);
+        return;
+    }
+    if (status != 0 || !res) {
+        char msg[FETCH_MSG_MAX];
+        snprintf(msg, sizeof msg, "cannot resolve host %s: %s", c->pool->url.host, uv_strerror(status));
+        conn_fail(c, FETCH_E_DNS, msg);
+        return;
+    }
+    c->addrs = c->next_addr = res;
+    try_connect(c);
+}
+
+static void on_connect_timeout(uv_timer_t *t) {
+    fetch_conn *c = t->data;
+    char msg[FETCH_MSG_MAX];
+    snprintf(msg, sizeof msg, "connecting to %s timed out after %llu ms", c->pool->hostport,
+             (unsigned long long)c->pool->lim.connect_timeout_ms);
+    conn_fail(c, FETCH_E_TIMEOUT, msg);
+}
+
+static fetch_conn *conn_open(fetch_pool *p) {
+    fetch_conn *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->pool = p;
+    c->state = C_RESOLVING;
+    uv_timer_init(p->loop, &c->timer);
+    c->timer.data = c;
+    c->gai.data = c;
+    c->wreq.data = c;
+    p->refs++;
+    p->nconns++;
+    p->stats.connections_opened++;
+    if (p->lim.connect_timeout_ms) uv_timer_start(&c->timer, on_connect_timeout, p->lim.connect_timeout_ms, 0);
+    char port[8];
+    snprintf(port, sizeof port, "%u", p->url.port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
+    c->gai_pending = true;
+    int rc = uv_getaddrinfo(p->loop, &c->gai, on_resolved, p->url.host, port, &hints);
+    if (rc != 0) {
+        c->gai_pending = false;
+        char msg[FETCH_MSG_MAX];
+        snprintf(msg, sizeof msg, "cannot resolve host %s: %s", p->url.host, uv_strerror(rc));
+        /* No request is attached yet: the caller attaches, then we fail. */
+        c->fail_err = FETCH_E_DNS;
+        snprintf(c->fail_msg, sizeof c->fail_msg, "%s", msg);
+    }
+    return c;
+}
+
+/* Hands queued requests to idle connections, or opens new ones. */
+static void dispatch(fetch_pool *p) {
+    while (p->queue_head) {
+        fetch_conn *c = p->idle;
+        if (c) {
+            p->idle = c->next_idle;
+            c->next_idle = NULL;
+            p->stats.reused++;
+        } else if (p->nconns < p->lim.max_connections && !p->released) {
+            c = conn_open(p);
+            if (!c) return;
+        } else {
+            return;
+        }
+        fetch_req *r = p->queue_head;
+        p->queue_head = r->next;
+        if (!p->queue_head) p->queue_tail = NULL;
+        r->next = NULL;
+        r->queued = false;
+        p->stats.queued--;
+        p->stats.active++;
+        r->conn = c;
+        c->req = r;
+        if (c->fail_err != FETCH_OK) { conn_fail(c, c->fail_err, c->fail_msg); continue; }
+        if (c->state == C_IDLE) conn_send(c);
+    }
+}
+
+/* ---- llhttp callbacks --------------------------------------------------- */
+
+static int hp_header_field(llhttp_t *hp, const char *at, size_t len) {
+    fetch_req *r = ((fetch_conn *)hp->data)->req;
+    if (r->hname_len + len < sizeof r->hname) memcpy(r->hname + r->hname_len, at, len);
+    else r->hname_long = true;
+    r->hname_len += len;
+    return 0;
+}
+
+static int hp_header_field_complete(llhttp_t *hp) {
+    fetch_req *r = ((fetch_conn *)hp->data)->req;
+    r->in_ctype = !r->hname_long && r->hname_len == 12 && strncasecmp(r->hname, "content-type", 12) == 0;
+    if (r->in_ctype) r->ctype_len = 0;
+    r->hname_len = 0;
+    r->hname_long = false;
+    return 0;
+}
+
+static int hp_header_value(llhttp_t *hp, const char *at, size_t len) {
+    fetch_req *r = ((fetch_conn *)hp->data)->req;
+    if (!r->in_ctype) return 0;
+    size_t room = sizeof r->ctype - 1 - r->ctype_len;
+    if (len > room) len = room;
+    memcpy(r->ctype + r->ctype_len, at, len);
+    r->ctype_len += len;
+    r->ctype[r->ctype_len] = '\0';
+    return 0;
+}
+
+static int hp_header_value_complete(llhttp_t *hp) {
+    ((fetch_conn *)hp->data)->req->in_ctype = false;
+    return 0;
+}
+
+static int hp_headers_complete(llhttp_t *hp) {
+    fetch_conn *c = hp->data;
+    fetch_req *r = c->req;
+    if (r->h->on_response && r->h->on_response(r->arg, llhttp_get_status_code(hp), r->ctype) != 0) {
+        c->fail_err = FETCH_E_ABORTED;
+        snprintf(c->fail_msg, sizeof c->fail_msg, "response refused by the caller");
+        return -1;
+    }
+    return 0;
+}
+
+static int hp_body(llhttp_t *hp, const char *at, size_t len) {
+    fetch_conn *c = hp->data;
+    fetch_req *r = c->req;
+    r->body_bytes += len;
+    size_t max = c->pool->lim.max_response_bytes;
+    if (max && r->body_bytes > max) {
+        c->fail_err = FETCH_E_TOO_LARGE;
+        snprintf(c->fail_msg, sizeof c->fail_msg, "the response from %s is larger than the limit of %zu bytes",
+                 c->pool->hostport, max);
+        return -1;
+    }
+    if (r->h->on_body && r->h->on_body(r->arg, (const uint8_t *)at, len) != 0) {
+        c->fail_err = FETCH_E_ABORTED;
+        snprintf(c->fail_msg, sizeof c->fail_msg, "response body refused by the caller");
+        return -1;
+    }
+    return 0;
+}
+
+static int hp_message_complete(llhttp_t *hp) {
+    fetch_conn *c = hp->data;
+    c->message_done = true;
+    c->keep_alive = llhttp_should_keep_alive(hp);
+    return HPE_PAUSED; /* one response per request: stop here */
+}
+
+static const llhttp_settings_t *parser_settings(void) {
+    static llhttp_settings_t s;
+    static bool inited;
+    if (!inited) {
+        llhttp_settings_init(&s);
+        s.on_header_field = hp_header_field;
+        s.on_header_field_complete = hp_header_field_complete;
+        s.on_header_value = hp_header_value;
+        s.on_header_value_complete = hp_header_value_complete;
+        s.on_headers_complete = hp_headers_complete;
+        s.on_body = hp_body;
+        s.on_message_complete = hp_message_complete;
+        inited = true;
+    }
+    return &s;
+}
