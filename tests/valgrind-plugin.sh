@@ -5,4 +5,4 @@
 dir="${VALGRIND_LOG_DIR:-/tmp/gpx-valgrind}"
 mkdir -p "$dir"
 exec valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite \
-  --errors-for-leak-kinds=definite --log-file="$dir/vg.%p.log" "$PLUGIN_REAL_BIN" "$@"
+  --errors-for-leak-kinds=definite --log-file="$dir/vg.%p.log" "$GPX_VALGRIND_TARGET" "$@"
