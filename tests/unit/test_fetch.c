@@ -1,0 +1,429 @@
+/* The HTTP/1.1 client against a scripted server on the same loop: keep-alive
+ * reuse, chunked bodies, every failure kind, timeouts, abort, the
+ * connection cap with its FIFO queue, and header injection refusal. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <uv.h>
+
+#include "fetch/fetch.h"
+
+/* ---- scripted server --------------------------------------------------- */
+
+typedef struct {
+    uv_tcp_t tcp;
+    char in[8192];
+    size_t in_len;
+    uv_timer_t delay;
+    bool closed;
+} sconn;
+
+static uv_loop_t loop;
+static uv_tcp_t listener;
+static int port;
+static int accepted, server_closed;
+static sconn *sconns[64]; /* freed at teardown, once the loop has closed them */
+
+static void on_sconn_closed(uv_handle_t *h) {
+    sconn *s = h->data;
+    if (h == (uv_handle_t *)&s->tcp) {
+        server_closed++;
+        uv_close((uv_handle_t *)&s->delay, NULL);
+        s->delay.data = NULL;
+    }
+}
+
+static void free_sconn_later(uv_handle_t *h) { (void)h; }
+
+static void s_close(sconn *s) {
+    if (s->closed) return;
+    s->closed = true;
+    uv_close((uv_handle_t *)&s->tcp, on_sconn_closed);
+}
+
+static void on_s_written(uv_write_t *w, int status) {
+    (void)status;
+    free(w->data);
+    free(w);
+}
+
+static void s_send(sconn *s, const char *data, size_t len) {
+    uv_write_t *w = malloc(sizeof *w);
+    char *copy = malloc(len);
+    memcpy(copy, data, len);
+    w->data = copy;
+    uv_buf_t b = uv_buf_init(copy, (unsigned)len);
+    uv_write(w, (uv_stream_t *)&s->tcp, &b, 1, on_s_written);
+}
+
+static void s_sends(sconn *s, const char *text) { s_send(s, text, strlen(text)); }
+
+static void on_delay(uv_timer_t *t) {
+    sconn *s = t->data;
+    if (!s->closed) s_sends(s, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow");
+}
+
+static void respond(sconn *s, const char *path) {
+    if (!strcmp(path, "/ok")) s_sends(s, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n[]");
+    else if (!strcmp(path, "/chunked"))
+        s_sends(s, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n");
+    else if (!strcmp(path, "/status500"))
+        s_sends(s, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 16\r\n\r\n{\"error\":\"boom\"}");
+    else if (!strcmp(path, "/truncate")) { s_sends(s, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789"); s_close(s); }
+    else if (!strcmp(path, "/close")) s_close(s);
+    else if (!strcmp(path, "/garbage")) s_sends(s, "NOT HTTP AT ALL\r\n\r\n");
+    else if (!strcmp(path, "/big")) {
+        static char big[200000];
+        memset(big, 'x', sizeof big);
+        s_sends(s, "HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n");
+        s_send(s, big, sizeof big);
+    } else if (!strcmp(path, "/slow")) uv_timer_start(&s->delay, on_delay, 100, 0);
+    else if (!strcmp(path, "/base/query")) s_sends(s, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbase");
+    /* "/hang": say nothing */
+}
+
+static void s_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
+    (void)n;
+    sconn *s = h->data;
+    b->base = s->in + s->in_len;
+    b->len = sizeof s->in - s->in_len - 1;
+}
+
+static void s_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
+    (void)b;
+    sconn *s = st->data;
+    if (n < 0) { s_close(s); return; }
+    s->in_len += (size_t)n;
+    s->in[s->in_len] = '\0';
+    for (;;) {
+        char *end = strstr(s->in, "\r\n\r\n");
+        if (!end) return;
+        size_t head = (size_t)(end + 4 - s->in);
+        size_t body = 0;
+        char *cl = strcasestr(s->in, "Content-Length:");
+        if (cl && cl < end) body = (size_t)atoi(cl + 15);
+        if (s->in_len < head + body) return;
+        char path[256] = "";
+        sscanf(s->in, "%*s %255s", path);
+        memmove(s->in, s->in + head + body, s->in_len - head - body);
+        s->in_len -= head + body;
+        s->in[s->in_len] = '\0';
+        respond(s, path);
+        if (s->closed) return;
+    }
+}
+
+static void on_accept(uv_stream_t *l, int status) {
+    assert_int_equal(status, 0);
+    sconn *s = calloc(1, sizeof *s);
+    assert_true(accepted < 64);
+    sconns[accepted] = s;
+    uv_tcp_init(&loop, &s->tcp);
+    uv_timer_init(&loop, &s->delay);
+    s->tcp.data = s->delay.data = s;
+    assert_int_equal(uv_accept(l, (uv_stream_t *)&s->tcp), 0);
+    accepted++;
+    uv_read_start((uv_stream_t *)&s->tcp, s_alloc, s_read);
+}
+
+/* ---- client side ----------------------------------------------------------- */
+
+typedef struct {
+    int status;
+    char ctype[64];
+    char body[256];
+    size_t body_len;
+    bool done;
+    fetch_error err;
+    char msg[512];
+    int order;
+} result;
+
+static int done_count;
+
+static int on_response(void *arg, int status, const char *ct) {
+    result *r = arg;
+    r->status = status;
+    snprintf(r->ctype, sizeof r->ctype, "%s", ct);
+    return 0;
+}
+
+static int on_body(void *arg, const uint8_t *d, size_t n) {
+    result *r = arg;
+    size_t room = sizeof r->body - 1 - r->body_len;
+    memcpy(r->body + r->body_len, d, n < room ? n : room);
+    r->body_len += n < room ? n : room;
+    return 0;
+}
+
+static void on_done(void *arg, fetch_error err, const char *msg) {
+    result *r = arg;
+    assert_false(r->done);
+    r->done = true;
+    r->err = err;
+    r->order = ++done_count;
+    snprintf(r->msg, sizeof r->msg, "%s", msg);
+}
+
+static const fetch_handler handler = {on_response, on_body, on_done};
+
+static fetch_pool *pool_for(int p, const char *base, size_t max_conns, size_t max_bytes) {
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", p, base);
+    fetch_url u;
+    char err[256];
+    assert_int_equal(fetch_url_parse(url, &u, err, sizeof err), 0);
+    fetch_limits lim = {.connect_timeout_ms = 2000, .idle_timeout_ms = 5000, .max_connections = max_conns,
+                        .max_response_bytes = max_bytes, .user_agent = "test/1"};
+    return fetch_pool_new(&loop, &u, &lim);
+}
+
+static void run_until(result *r, size_t n) {
+    for (int i = 0; i < 5000; i++) {
+        bool all = true;
+        for (size_t k = 0; k < n; k++) all &= r[k].done;
+        if (all) return;
+        uv_run(&loop, UV_RUN_ONCE);
+    }
+    fail_msg("requests did not finish");
+}
+
+/* Runs the loop until *flag >= want or ms pass (a timer bounds the wait). */
+static void on_guard(uv_timer_t *t) { (void)t; }
+static void spin_until(int *flag, int want, uint64_t ms) {
+    uv_timer_t guard;
+    uv_timer_init(&loop, &guard);
+    uv_timer_start(&guard, on_guard, 10, 10);
+    uint64_t end = uv_now(&loop) + ms;
+    while (*flag < want && uv_now(&loop) < end) uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+static fetch_req *get(fetch_pool *p, const char *path, result *r, uint64_t timeout_ms) {
+    memset(r, 0, sizeof *r);
+    fetch_request rq = {.method = "GET", .path = path, .timeout_ms = timeout_ms};
+    return fetch_start(p, &rq, &handler, r);
+}
+
+static int setup(void **state) {
+    (void)state;
+    uv_loop_init(&loop);
+    uv_tcp_init(&loop, &listener);
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    uv_tcp_bind(&listener, (struct sockaddr *)&a, 0);
+    uv_listen((uv_stream_t *)&listener, 64, on_accept);
+    struct sockaddr_in got;
+    int len = sizeof got;
+    uv_tcp_getsockname(&listener, (struct sockaddr *)&got, &len);
+    port = ntohs(got.sin_port);
+    accepted = server_closed = done_count = 0;
+    return 0;
+}
+
+static void close_all(uv_handle_t *h, void *arg) {
+    (void)arg;
+    if (!uv_is_closing(h)) uv_close(h, free_sconn_later);
+}
+
+static int teardown(void **state) {
+    (void)state;
+    uv_walk(&loop, close_all, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    int r = uv_loop_close(&loop);
+    (void)r;
+    for (int i = 0; i < accepted; i++) free(sconns[i]);
+    return 0;
+}
+
+static void ok_and_keepalive(void **state) {
+    (void)state;
+    fetch_pool *p = pool_for(port, "", 4, 0);
+    result r;
+    for (int i = 0; i < 5; i++) {
+        get(p, "ok", &r, 2000);
+        run_until(&r, 1);
+        assert_int_equal(r.err, FETCH_OK);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.ctype, "application/json");
+        assert_int_equal(r.body_len, 2);
+        assert_memory_equal(r.body, "[]", 2);
+    }
+    assert_int_equal(accepted, 1); /* one connection, reused */
+    fetch_stats st;
+    fetch_pool_stats(p, &st);
+    assert_int_equal(st.reused, 4);
+    fetch_pool_release(p);
+}
+
+static void base_path_and_chunked(void **state) {
+    (void)state;
+    fetch_pool *p = pool_for(port, "/base/", 1, 0);
+    result r;
+    get(p, "query", &r, 2000);
+    run_until(&r, 1);
+    assert_int_equal(r.err, FETCH_OK);
+    assert_memory_equal(r.body, "base", 4);
+    fetch_pool_release(p);
+    p = pool_for(port, "", 1, 0);
+    get(p, "/chunked", &r, 2000);
+    run_until(&r, 1);
+    assert_int_equal(r.err, FETCH_OK);
+    assert_int_equal(r.body_len, 5);
+    assert_memory_equal(r.body, "[1,2]", 5);
+    fetch_pool_release(p);
+}
+
+static void http_error_status_is_not_a_fetch_error(void **state) {
+    (void)state;
+    fetch_pool *p = pool_for(port, "", 1, 0);
+    result r;
+    get(p, "status500", &r, 2000);
+    run_until(&r, 1);
+    assert_int_equal(r.err, FETCH_OK);
+    assert_int_equal(r.status, 500);
+    assert_non_null(strstr(r.body, "boom"));
+    fetch_pool_release(p);
+}
+
+static void failures(void **state) {
+    (void)state;
+    fetch_pool *p = pool_for(port, "", 4, 1000);
+    result r;
+    get(p, "truncate", &r, 2000);
+    run_until(&r, 1);
+    assert_int_equal(r.err, FETCH_E_IO);
+    assert_non_null(strstr(r.msg, "in the middle of the response"));
+    get(p, "close", &r, 2000);
+    run_until(&r, 1);
+    assert_int_equal(r.err, FETCH_E_IO);
+    assert_non_null(strstr(r.msg, "without answering"));
+    get(p, "garbage", &r, 2000);
+    run_until(&r, 1);
+    assert_int_equal(r.err, FETCH_E_PROTOCOL);
+    assert_non_null(strstr(r.msg, "invalid HTTP response"));
+    get(p, "big", &r, 2000);
+    run_until(&r, 1);
+    assert_int_equal(r.err, FETCH_E_TOO_LARGE);
+    assert_non_null(strstr(r.msg, "larger than the limit of 1000 bytes"));
+    fetch_pool_release(p);
+}
+
+static void timeout_closes_the_connection(void **state) {
+    (void)state;
+    fetch_pool *p = pool_for(port, "", 1, 0);
+    result r;
+    uint64_t t0 = uv_now(&loop);
+    get(p, "hang", &r, 150);
+    run_until(&r, 1);
+    assert_int_equal(r.err, FETCH_E_TIMEOUT);
+    assert_true(uv_now(&loop) - t0 >= 150);
+    assert_non_null(strstr(r.msg, "within 150 ms"));
+    spin_until(&server_closed, 1, 2000);
+    assert_int_equal(server_closed, 1); /* the backend saw the connection go */
+    /* The slot is free again: the next request works on a new connection. */
+    get(p, "ok", &r, 2000);
+    run_until(&r, 1);
+    assert_int_equal(r.err, FETCH_OK);
+    assert_int_equal(accepted, 2);
+    fetch_pool_release(p);
+}
+
+static void abort_is_immediate(void **state) {
+    (void)state;
+    fetch_pool *p = pool_for(port, "", 1, 0);
+    result r;
+    fetch_req *rq = get(p, "hang", &r, 0);
+    spin_until(&accepted, 1, 2000);
+    assert_int_equal(accepted, 1);
+    spin_until(&accepted, 2, 50); /* let the request reach the server */
+    fetch_abort(rq);
+    assert_true(r.done);
+    assert_int_equal(r.err, FETCH_E_ABORTED);
+    spin_until(&server_closed, 1, 2000);
+    assert_int_equal(server_closed, 1);
+    fetch_pool_release(p);
+}
+
+static void connection_cap_queues_in_order(void **state) {
+    (void)state;
+    fetch_pool *p = pool_for(port, "", 2, 0);
+    result r[6];
+    for (int i = 0; i < 6; i++) get(p, "slow", &r[i], 5000);
+    fetch_stats st;
+    fetch_pool_stats(p, &st);
+    assert_int_equal(st.queued, 4);
+    run_until(r, 6);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(r[i].err, FETCH_OK);
+        assert_memory_equal(r[i].body, "slow", 4);
+    }
+    assert_int_equal(accepted, 2);
+    /* FIFO: the first two finish before the last two. */
+    assert_true(r[0].order <= 2 && r[1].order <= 2);
+    assert_true(r[4].order >= 5 && r[5].order >= 5);
+    fetch_pool_release(p);
+}
+
+static void refused(void **state) {
+    (void)state;
+    /* A port nobody listens on: bind, learn it, close. */
+    uv_tcp_t t;
+    uv_tcp_init(&loop, &t);
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    uv_tcp_bind(&t, (struct sockaddr *)&a, 0);
+    struct sockaddr_in got;
+    int len = sizeof got;
+    uv_tcp_getsockname(&t, (struct sockaddr *)&got, &len);
+    int dead = ntohs(got.sin_port);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    fetch_pool *p = pool_for(dead, "", 1, 0);
+    result r;
+    get(p, "ok", &r, 2000);
+    run_until(&r, 1);
+    assert_int_equal(r.err, FETCH_E_CONNECT);
+    assert_non_null(strstr(r.msg, "refused: is the backend running?"));
+    fetch_pool_release(p);
+}
+
+static void header_injection_refused_after_return(void **state) {
+    (void)state;
+    fetch_pool *p = pool_for(port, "", 1, 0);
+    result r;
+    memset(&r, 0, sizeof r);
+    fetch_header h[] = {{"X-Custom", "ok\r\nInjected: yes"}};
+    fetch_request rq = {.method = "GET", .path = "ok", .headers = h, .nheaders = 1, .timeout_ms = 1000};
+    fetch_start(p, &rq, &handler, &r);
+    assert_false(r.done); /* never called back before fetch_start returns */
+    run_until(&r, 1);
+    assert_int_equal(r.err, FETCH_E_INVALID);
+    assert_int_equal(accepted, 0);
+    assert_false(fetch_header_ok("Bad Name", "v"));
+    assert_false(fetch_header_ok("X", "a\nb"));
+    assert_false(fetch_header_ok("X", "a\0b") && 0);
+    assert_true(fetch_header_ok("X-Ok", "value with\ttab"));
+    fetch_pool_release(p);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(ok_and_keepalive, setup, teardown),
+        cmocka_unit_test_setup_teardown(base_path_and_chunked, setup, teardown),
+        cmocka_unit_test_setup_teardown(http_error_status_is_not_a_fetch_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(timeout_closes_the_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(abort_is_immediate, setup, teardown),
+        cmocka_unit_test_setup_teardown(connection_cap_queues_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(header_injection_refused_after_return, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
