@@ -70,6 +70,7 @@ static uv_loop_t g_loop;
 static srv_t g_srv;
 static h2_server g_h2;
 static hnd_env g_env;
+static inst_cache g_instances; /* offline: fuzz inputs never reach the network */
 static bool g_stop_requested;
 static bool g_drained;
 static uint64_t g_conn_ids;
@@ -99,6 +100,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     g_env.srv = &g_srv;
     g_env.request_stop = fake_request_stop;
     g_env.start_time_unix = (double)time(NULL);
+    inst_cache_init(&g_instances, &g_loop, "fuzz");
+    g_instances.offline = true;
+    g_env.instances = &g_instances;
     hnd_build_router(&g_env);
     CHECK(srv_init(&g_srv, &g_loop, h2_server_make_session, &g_h2) == 0, "srv_init");
     /* No sockets: flushes are driven by hand (see pump). */
@@ -282,6 +286,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (g_h2.draining) CHECK(g_drained, "drain never completed");
 
     if (g_dump) fflush(g_dump);
+    inst_cache_clear(&g_instances); /* per-input state, or LeakSanitizer would see it */
     for (int i = 0; i < g_nconns; i++) {
         free(g_conns[i].c->out);
         free(g_conns[i].c->wbuf);

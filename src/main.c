@@ -35,6 +35,7 @@ typedef struct {
     srv_t srv;
     h2_server h2;
     hnd_env env;
+    inst_cache instances;
     uv_timer_t grace;
     uv_timer_t final;
     uint64_t grace_ms;
@@ -164,6 +165,8 @@ int main(int argc, char **argv) {
     p->env.h2 = &p->h2;
     p->env.srv = &p->srv;
     p->env.request_stop = request_stop;
+    inst_cache_init(&p->instances, &p->loop, PLUGIN_ID "/" PLUGIN_VERSION);
+    p->env.instances = &p->instances;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     p->env.start_time_unix = (double)now.tv_sec + now.tv_nsec / 1e9;
@@ -207,6 +210,7 @@ int main(int argc, char **argv) {
     uv_run(&p->loop, UV_RUN_DEFAULT);
 
     /* Closing every handle lets valgrind and LSan see a clean exit. */
+    inst_cache_clear(&p->instances);
     srv_stop_listening(&p->srv);
     srv_close_all(&p->srv, false);
     proc_dispose();

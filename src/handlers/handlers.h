@@ -16,6 +16,8 @@
 #include "../h2/router.h"
 #include "../h2/session.h"
 #include "../loop/server.h"
+#include "instance.h"
+#include "settings.h"
 
 typedef struct {
     const char *plugin_id;
@@ -24,6 +26,7 @@ typedef struct {
     srv_t *srv;
     router_t router;
     double start_time_unix;   /* seconds, for process_start_time_seconds */
+    inst_cache *instances;    /* per data source settings and connection pools */
     void (*request_stop)(const char *reason);
 } hnd_env;
 
