@@ -1,47 +1,169 @@
 /*
- * CheckHealth: tells the Grafana user what is misconfigured. Until the
- * backend client exists this checks the settings it can check offline and
- * says plainly that connectivity was not tested.
+ * CheckHealth: GET <url>/ and say in one sentence what is wrong and which
+ * setting fixes it; details carry the URL and the measured latency.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
+#include "../fetch/fetch.h"
 #include "../log/hclog.h"
 #include "handlers.h"
+#include "instance.h"
 #include "pluginv2.pb-c.h"
 #include "settings.h"
 
-#include <jansson.h>
+typedef struct {
+    call_t *call;
+    inst_t *inst;
+    fetch_req *fetch;
+    int http_status;
+    char body[512];
+    size_t body_len;
+    uint64_t started_ms;
+    bool cancelled;
+} health_job;
+
+static void reply(call_t *call, int status, const char *msg, const char *url, int64_t latency_ms, int http_status) {
+    Pluginv2__CheckHealthResponse resp = PLUGINV2__CHECK_HEALTH_RESPONSE__INIT;
+    resp.status = status;
+    resp.message = (char *)msg;
+    json_t *d = json_object();
+    json_object_set_new(d, "url", json_string(url ? url : ""));
+    if (latency_ms >= 0) json_object_set_new(d, "latencyMs", json_integer(latency_ms));
+    if (http_status > 0) json_object_set_new(d, "httpStatus", json_integer(http_status));
+    if (status != PLUGINV2__CHECK_HEALTH_RESPONSE__HEALTH_STATUS__OK && !url) json_object_set_new(d, "setting", json_string("url"));
+    char *details = json_dumps(d, JSON_COMPACT);
+    json_decref(d);
+    if (details) {
+        resp.jsondetails.data = (uint8_t *)details;
+        resp.jsondetails.len = strlen(details);
+    }
+    LOG_DEBUG("health checked", HKV_I("status", status), HKV_I("latencyMs", latency_ms));
+    call_reply(call, &resp.base);
+    free(details);
+}
+
+static int on_response(void *arg, int status, const char *ct) {
+    (void)ct;
+    ((health_job *)arg)->http_status = status;
+    return 0;
+}
+
+static int on_body(void *arg, const uint8_t *d, size_t n) {
+    health_job *j = arg;
+    size_t room = sizeof j->body - 1 - j->body_len;
+    if (n > room) n = room;
+    memcpy(j->body + j->body_len, d, n);
+    j->body_len += n;
+    j->body[j->body_len] = '\0';
+    return 0;
+}
+
+/* The "error"/"message" of a JSON body, else its first printable bytes. */
+static void body_detail(const health_job *j, char *out, size_t cap) {
+    out[0] = '\0';
+    json_t *b = json_loadb(j->body, j->body_len, 0, NULL);
+    json_t *m = json_is_object(b) ? json_object_get(b, "error") : NULL;
+    if (!json_is_string(m) && json_is_object(b)) m = json_object_get(b, "message");
+    if (json_is_string(m)) snprintf(out, cap, "%s", json_string_value(m));
+    else {
+        size_t o = 0;
+        for (size_t i = 0; i < j->body_len && o + 1 < cap && i < 200; i++)
+            out[o++] = (j->body[i] < 0x20 || j->body[i] == 0x7F) ? ' ' : j->body[i];
+        out[o] = '\0';
+    }
+    json_decref(b);
+}
+
+static void on_done(void *arg, fetch_error err, const char *msg) {
+    health_job *j = arg;
+    const char *url = j->inst->url;
+    int64_t latency = (int64_t)(uv_now(call_loop(j->call)) - j->started_ms);
+    char text[1024], detail[256];
+    int st = PLUGINV2__CHECK_HEALTH_RESPONSE__HEALTH_STATUS__ERROR;
+    if (j->cancelled) {
+        call_finish(j->call, GRPC_CANCELLED, NULL);
+        goto out;
+    }
+    switch (err) {
+    case FETCH_OK:
+        body_detail(j, detail, sizeof detail);
+        if (j->http_status >= 200 && j->http_status < 300) {
+            st = PLUGINV2__CHECK_HEALTH_RESPONSE__HEALTH_STATUS__OK;
+            snprintf(text, sizeof text, "Data source is working: %s answered HTTP %d in %lld ms", url, j->http_status,
+                     (long long)latency);
+        } else if (j->http_status == 401 || j->http_status == 403) {
+            snprintf(text, sizeof text,
+                     "the backend refused the request with HTTP %d: check credentials (basic auth user and password, "
+                     "custom headers, or forward OAuth identity)%s%s",
+                     j->http_status, detail[0] ? ": " : "", detail);
+        } else {
+            snprintf(text, sizeof text, "the backend answered HTTP %d%s%s", j->http_status, detail[0] ? ": " : "",
+                     detail);
+        }
+        break;
+    case FETCH_E_DNS:
+        snprintf(text, sizeof text, "%s: check the host name in the URL", msg);
+        break;
+    case FETCH_E_TIMEOUT:
+        snprintf(text, sizeof text, "%s: check the URL and any firewall in between, or raise \"timeout\"", msg);
+        break;
+    default:
+        snprintf(text, sizeof text, "%s", msg);
+        break;
+    }
+    reply(j->call, st, text, url, latency, j->http_status);
+out:
+    inst_release(j->inst);
+    free(j);
+}
+
+static const fetch_handler health_handler = {on_response, on_body, on_done};
+
+static void on_cancel(call_t *call, void *arg) {
+    (void)call;
+    health_job *j = arg;
+    j->cancelled = true;
+    if (j->fetch) fetch_abort(j->fetch); /* on_done finishes the call */
+}
 
 void hnd_check_health(call_t *call, void *arg) {
-    (void)arg;
+    hnd_env *env = arg;
     Pluginv2__CheckHealthRequest *req =
         (Pluginv2__CheckHealthRequest *)hnd_unpack(call, &pluginv2__check_health_request__descriptor);
     if (!req) return;
-    const char *url = settings_url(req->plugincontext);
-    char msg[512];
-    Pluginv2__CheckHealthResponse resp = PLUGINV2__CHECK_HEALTH_RESPONSE__INIT;
-    json_t *details = json_object();
-    json_object_set_new(details, "url", json_string(url));
-    if (settings_check_url(url, msg, sizeof msg) != 0) {
-        resp.status = PLUGINV2__CHECK_HEALTH_RESPONSE__HEALTH_STATUS__ERROR;
-        json_object_set_new(details, "setting", json_string("url"));
-    } else {
-        resp.status = PLUGINV2__CHECK_HEALTH_RESPONSE__HEALTH_STATUS__UNKNOWN;
-        snprintf(msg, sizeof msg,
-                 "the URL is well-formed, but this plugin version cannot contact backends yet, so "
-                 "connectivity was not tested");
-    }
-    resp.message = msg;
-    char *details_json = json_dumps(details, JSON_COMPACT);
-    json_decref(details);
-    if (details_json) {
-        resp.jsondetails.data = (uint8_t *)details_json;
-        resp.jsondetails.len = strlen(details_json);
-    }
-    LOG_DEBUG("health checked", HKV_I("status", resp.status));
-    call_reply(call, &resp.base);
-    free(details_json);
+    inst_t *in = inst_get(env->instances, req->plugincontext);
     protobuf_c_message_free_unpacked(&req->base, NULL);
+    char msg[512];
+    if (!in || in->problem) {
+        if (!in) settings_check_url("", msg, sizeof msg);
+        reply(call, PLUGINV2__CHECK_HEALTH_RESPONSE__HEALTH_STATUS__ERROR, in ? in->problem : msg,
+              in ? in->url : "", -1, 0);
+        if (in) inst_release(in);
+        return;
+    }
+    health_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        inst_release(in);
+        call_finish(call, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    j->call = call;
+    j->inst = in;
+    j->started_ms = uv_now(call_loop(call));
+    uint64_t timeout = in->timeout_ms;
+    int64_t left = call_remaining_ms(call);
+    if (left >= 0 && (uint64_t)left < timeout) timeout = left > 0 ? (uint64_t)left : 1;
+    fetch_request rq = {.method = "GET", .path = "", .headers = in->headers, .nheaders = in->nheaders,
+                        .timeout_ms = timeout};
+    call_on_cancel(call, on_cancel, j);
+    j->fetch = fetch_start(in->pool, &rq, &health_handler, j);
+    if (!j->fetch) {
+        inst_release(in);
+        free(j);
+        call_finish(call, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+    }
 }
