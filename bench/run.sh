@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Benchmarks the plugin against bench_floor and its own goals, loopback only,
-# every number measured in this run. Prints one table.
+# every number measured in this run. Prints one table, then the frames
+# module's table (bench_frames: Arrow encode, body -> frame conversion).
 #
 #   bash bench/run.sh            (after `make dist` and a Release build in build/;
 #                                 `make bench` does all three)
 #
 # Environment:
 #   PLUGIN_BIN   the plugin binary       (default dist/gpx_inhouse_linux_amd64)
-#   BUILD_DIR    where bench_floor and spawn_latency are (default build)
+#   BUILD_DIR    where bench_floor, spawn_latency and bench_frames are (default build)
 #   BENCH_SECS   target duration of each h2load run (default 6)
 #
 # Exit status: 0 when every measurement was taken (goals missed or not: this
@@ -21,12 +22,13 @@ PLUGIN_BIN=${PLUGIN_BIN:-dist/gpx_inhouse_linux_amd64}
 BUILD_DIR=${BUILD_DIR:-build}
 FLOOR_BIN=$BUILD_DIR/bench/bench_floor
 SPAWN_BIN=$BUILD_DIR/bench/spawn_latency
+FRAMES_BIN=$BUILD_DIR/bench/bench_frames
 BENCH_SECS=${BENCH_SECS:-6}
 PY=/usr/bin/python3
 TOOL=bench/grpc_tool.py
 METHOD_PATH=/pluginv2.Diagnostics/CheckHealth
 
-for f in "$PLUGIN_BIN" "$FLOOR_BIN" "$SPAWN_BIN"; do
+for f in "$PLUGIN_BIN" "$FLOOR_BIN" "$SPAWN_BIN" "$FRAMES_BIN"; do
   [ -x "$f" ] || { echo "bench: missing $f (run: make bench)" >&2; exit 2; }
 done
 command -v h2load >/dev/null || { echo "bench: h2load missing (apt-get install nghttp2-client)" >&2; exit 2; }
@@ -172,6 +174,10 @@ read -r S8_RSS S8_HWM S8_BEFORE <<<"$(streams_rss 8 64)" || true
 [ -n "${S1_RSS:-}" ] || missing "RSS with 1x512 streams"
 [ -n "${S8_RSS:-}" ] || missing "RSS with 8x64 streams"
 
+# ---- 5. frames: Arrow encode, body -> frame (its own table, printed after ours) ----
+log "frames: Arrow encode vs memcpy, body -> frame vs a jansson baseline (bench_frames, ~10 s)"
+"$FRAMES_BIN" >"$WORK/frames.txt" || missing "bench_frames (see its messages above)"
+
 # ---- the table -------------------------------------------------------------------
 mib() { [ -n "$1" ] && awk -v k="$1" 'BEGIN { printf "%.2f MiB", k / 1024 }' || echo "n/a"; }
 row() { printf '%-40s | %14s | %14s | %-22s | %s\n' "$@"; }
@@ -220,6 +226,7 @@ echo "client, and the CPU-bound capacity row (1e6 / CPU-us per call) is the fair
 echo "Spawn timing: C posix_spawn + pipe, env grafana_plugin_type=datasource, PLUGIN_UNIX_SOCKET_DIR=<tmp>;"
 echo "each child is stopped with SIGTERM and must exit 0. /bin/echo of a handshake line is the cost of"
 echo "exec on this machine. Baseline binary size is bench_floor stripped."
+cat "$WORK/frames.txt"
 
 if [ "$MISSING" != 0 ]; then
   echo "bench: some measurements could not be taken (see above)" >&2
