@@ -222,6 +222,7 @@ static void start_slot(qd_call *qc, qd_slot *s) {
 }
 
 static void start_more(qd_call *qc) {
+    if (!qc->inst || qc->inst->problem) return; /* every query already failed */
     while (!qc->cancelled && qc->next < qc->n && qc->running < qc->inst->max_concurrent) {
         qd_slot *s = &qc->slots[qc->next++];
         if (!s->done) start_slot(qc, s);
