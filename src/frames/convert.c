@@ -142,7 +142,40 @@ static bool is_special_float(const char *s, size_t n, double *out) {
     return false;
 }
 
+/* Plain decimals (at most 15 significant digits, no exponent) are the
+ * common case: integer / 10^k is then exact in both operands, so one
+ * correctly rounded division gives strtod's answer at a fraction of its cost. */
+static bool fast_decimal(const char *s, size_t n, double *out) {
+    static const double pow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+                                   1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    size_t i = 0;
+    bool neg = false;
+    if (i < n && s[i] == '-') { neg = true; i++; }
+    uint64_t m = 0;
+    int digits = 0, frac = 0;
+    bool dot = false;
+    if (i == n) return false;
+    for (; i < n; i++) {
+        char c = s[i];
+        if (c >= '0' && c <= '9') {
+            if (digits || c != '0') digits++;
+            if (digits > 15) return false;
+            m = m * 10 + (uint64_t)(c - '0');
+            if (dot) frac++;
+        } else if (c == '.' && !dot) {
+            dot = true;
+        } else {
+            return false; /* exponent or anything unusual: strtod */
+        }
+    }
+    if (frac > 22) return false;
+    double v = (double)m / pow10[frac];
+    *out = neg ? -v : v;
+    return true;
+}
+
 static int parse_double(const char *s, size_t n, double *out) {
+    if (fast_decimal(s, n, out)) return 0;
     char tmp[64];
     if (n >= sizeof tmp) return -1;
     memcpy(tmp, s, n);
@@ -154,6 +187,16 @@ static int parse_double(const char *s, size_t n, double *out) {
 
 /* Epoch milliseconds (as JSON number text) to nanoseconds, exactly when integral. */
 static int ms_text_to_ns(const char *s, size_t n, int64_t *ns) {
+    /* Fast path: a plain integer of epoch milliseconds. */
+    if (n > 0 && n <= 13 + (s[0] == '-')) {
+        size_t i = s[0] == '-';
+        int64_t ms = 0;
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) ms = ms * 10 + (s[i] - '0');
+        if (i == n && n > (size_t)(s[0] == '-')) {
+            *ns = (s[0] == '-' ? -ms : ms) * 1000000;
+            return 0;
+        }
+    }
     char tmp[64];
     if (n >= sizeof tmp) return -1;
     memcpy(tmp, s, n);

@@ -142,12 +142,20 @@ static int mark_valid(frame_field *fld, bool valid) {
     return 0;
 }
 
-static int append_fixed(frame_field *fld, const void *v, size_t width) {
-    if (col_reserve(&fld->values, width) != 0 || mark_valid(fld, true) != 0) {
+static inline int append_fixed(frame_field *fld, const void *v, size_t width) {
+    /* Hot path (one call per value): room is usually there and no bitmap exists. */
+    if ((fld->values.len + width > fld->values.cap && col_reserve(&fld->values, width) != 0) ||
+        (fld->validity.data && mark_valid(fld, true) != 0)) {
         fld->failed = true;
         return -1;
     }
-    memcpy(fld->values.data + fld->values.len, v, width);
+    uint8_t *dst = fld->values.data + fld->values.len;
+    switch (width) {
+    case 8: memcpy(dst, v, 8); break;
+    case 4: memcpy(dst, v, 4); break;
+    case 2: memcpy(dst, v, 2); break;
+    default: memcpy(dst, v, 1); break;
+    }
     fld->values.len += width;
     fld->rows++;
     return 0;

@@ -13,6 +13,7 @@
 #include "frames/arrow.h"
 #include "frames/convert.h"
 #include "frames/frame_json.h"
+#include "util/buf.h"
 
 typedef struct {
     frame_t **frames;
@@ -280,6 +281,43 @@ static void chunking_gives_identical_frames(void **state) {
     }
 }
 
+/* The fast decimal path must agree with strtod bit for bit. */
+static void numbers_match_strtod(void **state) {
+    (void)state;
+    srand(7);
+    buf_t body;
+    buf_init(&body);
+    char nums[2000][40];
+    buf_puts(&body, "[{\"target\":\"n\",\"datapoints\":[");
+    for (int i = 0; i < 2000; i++) {
+        int intd = rand() % 9, fracd = rand() % 16;
+        char *p = nums[i];
+        if (rand() % 3 == 0) *p++ = '-';
+        *p++ = (char)('1' + rand() % 9);
+        for (int k = 0; k < intd; k++) *p++ = (char)('0' + rand() % 10);
+        if (fracd) {
+            *p++ = '.';
+            for (int k = 0; k < fracd; k++) *p++ = (char)('0' + rand() % 10);
+        }
+        if (i % 97 == 0) p += sprintf(p, "e%d", rand() % 40 - 20);
+        *p = '\0';
+        if (i == 1) strcpy(nums[i], "0.1");
+        if (i == 2) strcpy(nums[i], "-0.0");
+        if (i == 3) strcpy(nums[i], "123456789012345.6");
+        buf_printf(&body, "%s[%s,%d]", i ? "," : "", nums[i], i);
+    }
+    buf_puts(&body, "]}]");
+    result_t r;
+    assert_int_equal(convert(body.data, 0, &r), 0);
+    frame_field *v = r.frames[0]->fields[1];
+    for (int i = 0; i < 2000; i++) {
+        double want = strtod(nums[i], NULL), got = field_get_float(v, (size_t)i);
+        if (memcmp(&want, &got, sizeof want) != 0) fail_msg("%s: strtod %.17g, converter %.17g", nums[i], want, got);
+    }
+    result_free(&r);
+    buf_free(&body);
+}
+
 static void iso8601(void **state) {
     (void)state;
     int64_t ns;
@@ -309,6 +347,7 @@ int main(void) {
         cmocka_unit_test(errors_name_the_place),
         cmocka_unit_test(error_carries_byte_offset),
         cmocka_unit_test(chunking_gives_identical_frames),
+        cmocka_unit_test(numbers_match_strtod),
         cmocka_unit_test(iso8601),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
