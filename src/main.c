@@ -37,6 +37,7 @@ typedef struct {
     h2_server h2;
     hnd_env env;
     inst_cache instances;
+    bstats backend;
     uv_timer_t grace;
     uv_timer_t final;
     uint64_t grace_ms;
@@ -173,6 +174,7 @@ int main(int argc, char **argv) {
     p->env.request_stop = request_stop;
     inst_cache_init(&p->instances, &p->loop, PLUGIN_ID "/" PLUGIN_VERSION);
     p->env.instances = &p->instances;
+    p->env.backend = &p->backend;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     p->env.start_time_unix = (double)now.tv_sec + now.tv_nsec / 1e9;

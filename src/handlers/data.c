@@ -160,6 +160,8 @@ static void on_done(void *arg, fetch_error err, const char *msg) {
     qd_call *qc = s->qc;
     s->fetch = NULL;
     char text[1024];
+    if (qc->env->backend && err != FETCH_E_ABORTED)
+        bstats_record(qc->env->backend, EP_QUERY, err, s->http_status, uv_now(call_loop(qc->call)) - s->started_ms);
     if (qc->cancelled) {
         slot_fail(s, 499, "downstream", "the query was cancelled");
     } else if (s->conv && conv_error(s->conv)) {

@@ -17,6 +17,7 @@
 
 typedef struct {
     call_t *call;
+    hnd_env *env;
     inst_t *inst;
     fetch_req *fetch;
     int http_status;
@@ -84,6 +85,7 @@ static void on_done(void *arg, fetch_error err, const char *msg) {
     int64_t latency = (int64_t)(uv_now(call_loop(j->call)) - j->started_ms);
     char text[1024], detail[256];
     int st = PLUGINV2__CHECK_HEALTH_RESPONSE__HEALTH_STATUS__ERROR;
+    if (j->env->backend && err != FETCH_E_ABORTED) bstats_record(j->env->backend, EP_HEALTH, err, j->http_status, (uint64_t)latency);
     if (j->cancelled) {
         call_finish(j->call, GRPC_CANCELLED, NULL);
         goto out;
@@ -152,6 +154,7 @@ void hnd_check_health(call_t *call, void *arg) {
         return;
     }
     j->call = call;
+    j->env = env;
     j->inst = in;
     j->started_ms = uv_now(call_loop(call));
     uint64_t timeout = in->timeout_ms;

@@ -16,6 +16,7 @@
 #include "../h2/router.h"
 #include "../h2/session.h"
 #include "../loop/server.h"
+#include "backend_stats.h"
 #include "instance.h"
 #include "settings.h"
 
@@ -27,6 +28,7 @@ typedef struct {
     router_t router;
     double start_time_unix;   /* seconds, for process_start_time_seconds */
     inst_cache *instances;    /* per data source settings and connection pools */
+    bstats *backend;          /* backend request counters for CollectMetrics */
     void (*request_stop)(const char *reason);
 } hnd_env;
 

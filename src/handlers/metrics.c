@@ -102,6 +102,7 @@ void metrics_format(buf_t *b, const metrics_proc_sample *p, const hnd_env *env) 
     buf_printf(b, "plugin_grpc_calls_in_flight %zu\n", h2->calls_in_flight);
     family(b, "plugin_request_bytes_buffered", "gauge", "Request bytes held while messages are assembled.");
     buf_printf(b, "plugin_request_bytes_buffered %zu\n", h2->buffered_bytes);
+    if (env->backend) bstats_format(env->backend, b);
 }
 
 /* ---- the handler ------------------------------------------------------ */

@@ -58,8 +58,10 @@ static void reply_json(call_t *call, int code, const char *error, const char *al
 
 typedef struct {
     call_t *call;
+    hnd_env *env;
     inst_t *inst;
     fetch_req *fetch;
+    uint64_t started_ms;
     int status;
     char content_type[128];
     buf_t body;
@@ -81,6 +83,8 @@ static int on_body(void *arg, const uint8_t *d, size_t n) {
 
 static void on_done(void *arg, fetch_error err, const char *msg) {
     proxy_job *j = arg;
+    if (j->env->backend && err != FETCH_E_ABORTED)
+        bstats_record(j->env->backend, EP_RESOURCE, err, j->status, uv_now(call_loop(j->call)) - j->started_ms);
     if (j->cancelled) call_finish(j->call, GRPC_CANCELLED, NULL);
     else if (err == FETCH_OK) reply(j->call, j->status, j->content_type, (const uint8_t *)j->body.data, j->body.len, NULL);
     else reply_json(j->call, err == FETCH_E_TIMEOUT ? 504 : 502, msg, NULL);
@@ -129,7 +133,9 @@ static void proxy(call_t *call, hnd_env *env, const Pluginv2__CallResourceReques
     const char *ct = request_content_type(req);
     if (ct && fetch_header_ok("Content-Type", ct)) h[nh++] = (fetch_header){"Content-Type", ct};
     j->call = call;
+    j->env = env;
     j->inst = in;
+    j->started_ms = uv_now(call_loop(call));
     buf_init(&j->body);
     uint64_t timeout = in->timeout_ms;
     int64_t left = call_remaining_ms(call);
