@@ -209,6 +209,12 @@ static void start_slot(qd_call *qc, qd_slot *s) {
     s->started_ms = uv_now(call_loop(qc->call));
     s->timeout_ms = qc->inst->timeout_ms;
     int64_t left = call_remaining_ms(qc->call);
+    if (left >= 0) {
+        /* End a little before the gRPC deadline so each refId can still be
+         * told why (504) instead of the whole call failing. */
+        int64_t margin = left / 10 < 50 ? left / 10 : 50;
+        left -= margin;
+    }
     if (left >= 0 && (uint64_t)left < s->timeout_ms) {
         s->timeout_ms = left > 0 ? (uint64_t)left : 1;
         s->deadline_limited = true;
