@@ -56,6 +56,8 @@ struct fetch_conn {
     bool tcp_open;
     bool message_done;
     bool keep_alive;
+    bool reused;                /* served a request before the current one */
+    bool got_bytes;             /* the current response has begun */
     fetch_error fail_err;       /* set inside llhttp callbacks */
     char fail_msg[FETCH_MSG_MAX];
     fetch_conn *next_idle;
@@ -79,6 +81,7 @@ struct fetch_req {
     bool in_ctype;
     char ctype[128];
     size_t ctype_len;
+    bool retried;               /* already re-sent once after a stale keep-alive connection */
     fetch_error pending_err;    /* failure found before fetch_start returned */
     char pending_msg[FETCH_MSG_MAX];
 };
@@ -337,7 +340,8 @@ static void on_idle_timeout(uv_timer_t *t) {
 static void conn_to_idle(fetch_conn *c) {
     fetch_pool *p = c->pool;
     if (p->released || !c->keep_alive) { conn_close(c); return; }
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    /* Keep reading: a backend that closes an idle connection is noticed at
+     * once (on_read closes it) instead of failing the next request. */
     c->state = C_IDLE;
     c->next_idle = p->idle;
     p->idle = c;
@@ -359,6 +363,25 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
     char msg[FETCH_MSG_MAX];
     if (n < 0) {
         if (!r) { conn_close(c); return; } /* idle connection closed by the backend */
+        if (c->reused && !c->got_bytes && !r->retried) {
+            /* The backend dropped a kept-alive connection just as we reused
+             * it: nothing was answered, so send the request again once. */
+            fetch_pool *p = c->pool;
+            r->retried = true;
+            c->req = NULL;
+            r->conn = NULL;
+            p->stats.active--;
+            r->queued = true;
+            r->next = p->queue_head;
+            p->queue_head = r;
+            if (!p->queue_tail) p->queue_tail = r;
+            p->stats.queued++;
+            p->refs++;
+            conn_close(c);
+            dispatch(p);
+            pool_unref(p);
+            return;
+        }
         llhttp_errno_t e = n == UV_EOF ? llhttp_finish(&c->parser) : HPE_OK;
         if (n == UV_EOF && e == HPE_OK && c->message_done) return;
         if (r->body_bytes || llhttp_get_status_code(&c->parser))
@@ -371,6 +394,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
         return;
     }
     if (!r) { conn_close(c); return; } /* bytes nobody asked for */
+    c->got_bytes = true;
     llhttp_errno_t e = llhttp_execute(&c->parser, b->base, (size_t)n);
     if (c->fail_err != FETCH_OK) {
         conn_fail(c, c->fail_err, c->fail_msg);
@@ -382,6 +406,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
         fetch_pool *p = c->pool;
         p->refs++;
         if (extra) c->keep_alive = false; /* unsolicited bytes: do not trust this connection */
+        c->reused = true;
         c->req = NULL;
         r->conn = NULL;
         p->stats.active--;
@@ -409,6 +434,7 @@ static void on_written(uv_write_t *w, int status) {
 static void conn_send(fetch_conn *c) {
     fetch_req *r = c->req;
     c->state = C_ACTIVE;
+    c->got_bytes = false;
     c->message_done = false;
     c->keep_alive = false;
     c->fail_err = FETCH_OK;

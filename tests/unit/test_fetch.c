@@ -83,7 +83,11 @@ static void respond(sconn *s, const char *path) {
         s_sends(s, "HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n");
         s_send(s, big, sizeof big);
     } else if (!strcmp(path, "/slow")) uv_timer_start(&s->delay, on_delay, 100, 0);
-    else if (!strcmp(path, "/base/query")) s_sends(s, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbase");
+    else if (!strcmp(path, "/ok-close")) {
+        /* Keep-alive by the headers, but the server hangs up right away. */
+        s_sends(s, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]");
+        s_close(s);
+    } else if (!strcmp(path, "/base/query")) s_sends(s, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbase");
     /* "/hang": say nothing */
 }
 
@@ -413,6 +417,43 @@ static void header_injection_refused_after_return(void **state) {
     fetch_pool_release(p);
 }
 
+/* The next request goes out from inside on_done, on the connection the
+ * server is closing: it must be re-sent on a fresh connection, once. */
+static fetch_pool *chain_pool;
+static result chain_second;
+static void chain_done(void *arg, fetch_error err, const char *msg) {
+    on_done(arg, err, msg);
+    fetch_request rq = {.method = "GET", .path = "ok", .timeout_ms = 2000};
+    memset(&chain_second, 0, sizeof chain_second);
+    fetch_start(chain_pool, &rq, &handler, &chain_second);
+}
+static const fetch_handler chain_handler = {on_response, on_body, chain_done};
+
+static void stale_keepalive_is_retried_once(void **state) {
+    (void)state;
+    chain_pool = pool_for(port, "", 1, 0);
+    result first;
+    memset(&first, 0, sizeof first);
+    fetch_request rq = {.method = "GET", .path = "ok-close", .timeout_ms = 2000};
+    fetch_start(chain_pool, &rq, &chain_handler, &first);
+    run_until(&first, 1);
+    run_until(&chain_second, 1);
+    assert_int_equal(first.err, FETCH_OK);
+    assert_int_equal(chain_second.err, FETCH_OK);
+    assert_memory_equal(chain_second.body, "[]", 2);
+    assert_int_equal(accepted, 2);
+    /* An idle connection the server closes is dropped, not reused. */
+    result r;
+    get(chain_pool, "ok-close", &r, 2000);
+    run_until(&r, 1);
+    spin_until(&server_closed, 3, 1000);
+    fetch_stats st;
+    fetch_pool_stats(chain_pool, &st);
+    assert_int_equal(st.open, 0);
+    assert_true(st.reused >= 1); /* the retry path really ran */
+    fetch_pool_release(chain_pool);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(ok_and_keepalive, setup, teardown),
@@ -424,6 +465,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(connection_cap_queues_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(refused, setup, teardown),
         cmocka_unit_test_setup_teardown(header_injection_refused_after_return, setup, teardown),
+        cmocka_unit_test_setup_teardown(stale_keepalive_is_retried_once, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
