@@ -29,15 +29,28 @@
 
 /* ---- number formatting, the hot path --------------------------------- */
 
+static const char DIGITS2[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
 static inline char *put_u64(char *p, uint64_t v) {
     char t[20];
-    int n = 0;
-    do {
-        t[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n) *p++ = t[--n];
-    return p;
+    int n = 20;
+    while (v >= 100) {
+        unsigned r = (unsigned)(v % 100);
+        v /= 100;
+        t[--n] = DIGITS2[2 * r + 1];
+        t[--n] = DIGITS2[2 * r];
+    }
+    if (v >= 10) {
+        t[--n] = DIGITS2[2 * v + 1];
+        t[--n] = DIGITS2[2 * v];
+    } else {
+        t[--n] = (char)('0' + v);
+    }
+    memcpy(p, t + n, (size_t)(20 - n));
+    return p + (20 - n);
 }
 
 static inline char *put_i64(char *p, int64_t v) {
@@ -51,7 +64,8 @@ static inline char *put_i64(char *p, int64_t v) {
 /* v with exactly six decimals; |v| must stay below 9e12. */
 static inline char *put_fix6(char *p, double v) {
     if (!isfinite(v)) v = 0;
-    long long m = llround(v * 1e6);
+    double x = v * 1e6;
+    long long m = (long long)(x < 0 ? x - 0.5 : x + 0.5); /* llround, inlined */
     if (m < 0) {
         *p++ = '-';
         m = -m;
@@ -59,9 +73,11 @@ static inline char *put_fix6(char *p, double v) {
     p = put_u64(p, (uint64_t)m / 1000000u);
     *p++ = '.';
     unsigned f = (unsigned)((uint64_t)m % 1000000u);
-    for (int k = 5; k >= 0; k--) {
-        p[k] = (char)('0' + f % 10);
-        f /= 10;
+    for (int k = 4; k >= 0; k -= 2) {
+        unsigned r = f % 100;
+        f /= 100;
+        p[k] = DIGITS2[2 * r];
+        p[k + 1] = DIGITS2[2 * r + 1];
     }
     return p + 6;
 }
@@ -71,10 +87,27 @@ static inline void lit(buf_t *o, const char *s) { buf_append(o, s, strlen(s)); }
 /* Copies a string literal to p and advances p past it. */
 #define PUT(p, s) (memcpy((p), (s), sizeof(s) - 1), (p) += sizeof(s) - 1)
 
-double rb_sine(int64_t ts_ms, uint64_t i) {
+static inline int64_t hour_phase(int64_t ts_ms) {
     int64_t m = ts_ms % HOUR_MS;
-    if (m < 0) m += HOUR_MS;
+    return m < 0 ? m + HOUR_MS : m;
+}
+
+static inline double sine_at(int64_t m, uint64_t i) {
     return sin(2.0 * M_PI * (double)m / (double)HOUR_MS + (double)(i % 16) * (M_PI / 8.0));
+}
+
+double rb_sine(int64_t ts_ms, uint64_t i) { return sine_at(hour_phase(ts_ms), i); }
+
+/* ts mod one hour, advanced by a fixed step without dividing per point. */
+typedef struct {
+    int64_t m, dm;
+} phase_t;
+
+static inline phase_t phase_start(int64_t ts0, int64_t step) { return (phase_t){hour_phase(ts0), hour_phase(step)}; }
+
+static inline void phase_next(phase_t *ph) {
+    ph->m += ph->dm;
+    if (ph->m >= HOUR_MS) ph->m -= HOUR_MS;
 }
 
 void rb_error_json(buf_t *out, const char *msg) {
@@ -576,14 +609,15 @@ static void gen_sine(buf_t *o, uint64_t nseries, const rb_range *r, int64_t step
         p = put_u64(p, i);
         PUT(p, "\",\"datapoints\":[");
         o->len = (size_t)(p - o->data);
+        phase_t ph = phase_start(r->from_ms, step);
         for (uint64_t k = 0; k < npts;) {
             uint64_t blk = npts - k < 1024 ? npts - k : 1024;
             if (!buf_reserve(o, blk * 48)) return;
             p = o->data + o->len;
-            for (uint64_t e = k + blk; k < e; k++) {
+            for (uint64_t e = k + blk; k < e; k++, phase_next(&ph)) {
                 int64_t ts = r->from_ms + (int64_t)k * step;
                 *p++ = '[';
-                p = put_fix6(p, rb_sine(ts, i));
+                p = put_fix6(p, sine_at(ph.m, i));
                 *p++ = ',';
                 p = put_i64(p, ts);
                 *p++ = ']';
@@ -607,14 +641,15 @@ static void gen_points(buf_t *o, const rb_range *r, uint64_t n, bool *first) {
     if (!*first) lit(o, ",");
     *first = false;
     lit(o, "{\"target\":\"points\",\"datapoints\":[");
+    phase_t ph = phase_start(r->from_ms, r->interval_ms);
     for (uint64_t k = 0; k < n;) {
         uint64_t blk = n - k < 1024 ? n - k : 1024;
         if (!buf_reserve(o, blk * 48)) return;
         char *p = o->data + o->len;
-        for (uint64_t e = k + blk; k < e; k++) {
+        for (uint64_t e = k + blk; k < e; k++, phase_next(&ph)) {
             int64_t ts = r->from_ms + (int64_t)k * r->interval_ms;
             *p++ = '[';
-            p = put_fix6(p, rb_sine(ts, 0));
+            p = put_fix6(p, sine_at(ph.m, 0));
             *p++ = ',';
             p = put_i64(p, ts);
             *p++ = ']';

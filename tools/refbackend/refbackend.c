@@ -5,11 +5,13 @@
  * and answers them strictly in order through a FIFO of pending responses;
  * an answer that is ready while nothing is pending before it goes straight
  * into the connection's output buffer, so the common path allocates nothing
- * once warm. Output is written at most once per connection per loop
- * iteration, with one write in flight and the next batch filling behind it:
- * callbacks only mark a connection dirty, and a uv_check handle (after poll:
- * reads) and a uv_prepare handle (before poll: timers, write completions)
- * flush every dirty connection.
+ * once warm. Writes are batched per loop iteration: callbacks only append
+ * to a connection's output and mark it dirty; a uv_check handle (after poll:
+ * everything the reads produced) and a uv_prepare handle (before poll:
+ * timers, write completions) flush each dirty connection with one
+ * uv_try_write, falling back to uv_write for the rest (one write in flight,
+ * the next batch filling behind it). The last /query answer is kept with its
+ * request body as key, since answers are a pure function of the body.
  *
  * Behaviours chosen by the request (latency, injected status, malformed,
  * truncated, huge, reset, hang, drip, chunked) are properties of a queued
@@ -92,6 +94,7 @@ static uv_loop_t *g_loop;
 static uv_tcp_t g_server;
 static uv_check_t g_check;     /* flushes what poll-phase callbacks produced */
 static uv_prepare_t g_prepare; /* ... and what timers and deferred write callbacks did */
+static uv_idle_t g_idle;       /* active while connections wait for the next flush */
 static uv_signal_t g_sigterm, g_sigint;
 static llhttp_settings_t g_settings;
 static conn_t *g_conns;
@@ -100,6 +103,11 @@ static char g_readbuf[READ_BUF_SIZE];
 static char g_piece[STREAM_PIECE];
 static buf_t g_scratch;
 static size_t g_max_body = 1024 * 1024;
+/* The last plain /query answer, keyed by the exact request body: answers are
+ * a pure function of the body, and benchmarks repeat one query. */
+#define CACHE_MAX_ANSWER (4 * 1024 * 1024)
+static bool g_cache_on = true;
+static buf_t g_cache_key, g_cache_val;
 static bool g_stopping;
 static struct {
     uint64_t requests, open, total, closed_early;
@@ -196,6 +204,8 @@ static void lit(buf_t *o, const char *s) { buf_append(o, s, strlen(s)); }
 
 /* ---- the flush list -------------------------------------------------------- */
 
+static void on_idle(uv_idle_t *h) { (void)h; }
+
 static void mark_dirty(conn_t *c) {
     if (c->dirty || c->closing) return;
     c->dirty = true;
@@ -203,14 +213,26 @@ static void mark_dirty(conn_t *c) {
     g_dirty = c;
 }
 
+/* Something to write, or an ending to carry out once the output is out. */
+static void want_flush(conn_t *c) {
+    if (c->out.len || (!c->q_head && (c->close_when_idle || c->reset_when_idle))) mark_dirty(c);
+}
+
+/* Flushes the connections marked so far, each once; those marked meanwhile
+ * (a write that completed at once and let a stream produce more) wait for
+ * the next flush point, and the idle handle keeps poll from blocking. */
 static void flush_dirty(void) {
-    while (g_dirty) {
-        conn_t *c = g_dirty;
-        g_dirty = c->dirty_next;
+    conn_t *list = g_dirty;
+    g_dirty = NULL;
+    while (list) {
+        conn_t *c = list;
+        list = c->dirty_next;
         c->dirty_next = NULL;
         c->dirty = false;
         flush(c);
     }
+    if (g_dirty) uv_idle_start(&g_idle, on_idle);
+    else uv_idle_stop(&g_idle);
 }
 
 static void on_check(uv_check_t *h) {
@@ -387,7 +409,7 @@ static void pump(conn_t *c) {
         }
         pop(c);
     }
-    mark_dirty(c);
+    want_flush(c);
 }
 
 /* ---- connection lifetime ------------------------------------------------------ */
@@ -484,13 +506,33 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 
 static void on_write(uv_write_t *req, int status);
 
+static void after_write(conn_t *c);
+
 static void flush(conn_t *c) {
     if (c->closing || c->writing) return;
     if (c->out.len) {
+        /* Straight to the socket when it takes everything (no write request,
+         * no deferred callback); what it does not take goes out with
+         * uv_write from the other buffer while this one fills again. */
+        uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (n == (int)c->out.len) {
+            c->out.len = 0;
+            if (c->out.cap > WBUF_KEEP) buf_free(&c->out);
+            after_write(c);
+            return;
+        }
+        if (n < 0 && n != UV_EAGAIN) {
+            g_stats.closed_early++;
+            LOG_DEBUG("write failed", HKV_S("cause", uv_err_name(n)));
+            conn_close(c, false);
+            return;
+        }
+        size_t done = n > 0 ? (size_t)n : 0;
         buf_t t = c->out;
         c->out = c->wbuf;
         c->wbuf = t;
-        uv_buf_t b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
+        b = uv_buf_init(c->wbuf.data + done, (unsigned)(c->wbuf.len - done));
         c->writing = true;
         int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
         if (rc < 0) {
@@ -525,9 +567,14 @@ static void on_write(uv_write_t *req, int status) {
         conn_close(c, false);
         return;
     }
+    after_write(c);
+}
+
+/* Room again: streamed bodies continue, paused input resumes. */
+static void after_write(conn_t *c) {
     pump(c);
     maybe_resume(c);
-    mark_dirty(c);
+    want_flush(c);
 }
 
 /* ---- requests ---------------------------------------------------------------- */
@@ -612,11 +659,24 @@ static void handle_request(conn_t *c, bool keep) {
             reply_error(c, 405, "use POST /query", ch, "Allow: POST\r\n");
             return;
         }
+        if (g_cache_val.len && blen == g_cache_key.len && memcmp(body, g_cache_key.data, blen) == 0) {
+            send_simple(c, 200, g_cache_val.data, g_cache_val.len, ch, NULL);
+            return;
+        }
         rb_behaviour beh;
         rb_range range;
         int st = rb_query(body, blen, o, &beh, &range);
         if (st != 200 || !beh.present) send_simple(c, st, o->data, o->len, ch, NULL);
         else send_behaviour(c, &beh, &range, o, ch, http10);
+        if (g_cache_on && st == 200 && !beh.present && o->len <= CACHE_MAX_ANSWER) {
+            g_cache_key.len = g_cache_val.len = 0;
+            buf_append(&g_cache_key, body, blen);
+            buf_append(&g_cache_val, o->data, o->len);
+            if (!buf_ok(&g_cache_key) || !buf_ok(&g_cache_val)) {
+                buf_free(&g_cache_key);
+                buf_free(&g_cache_val);
+            }
+        }
         return;
     }
     if (path_is(url, pl, "/")) {
@@ -868,6 +928,7 @@ static void on_signal(uv_signal_t *s, int signum) {
     uv_close((uv_handle_t *)&g_server, on_plain_closed);
     uv_close((uv_handle_t *)&g_check, on_plain_closed);
     uv_close((uv_handle_t *)&g_prepare, on_plain_closed);
+    uv_close((uv_handle_t *)&g_idle, on_plain_closed);
     uv_close((uv_handle_t *)&g_sigterm, on_plain_closed);
     uv_close((uv_handle_t *)&g_sigint, on_plain_closed);
 }
@@ -878,6 +939,7 @@ static void usage(FILE *f) {
             "  --listen HOST:PORT   address to listen on (default 127.0.0.1:0, a free port)\n"
             "  --max-body BYTES     largest request body accepted, else 413 (default 1048576)\n"
             "  --log-level LEVEL    trace|debug|info|warn|error|off on stderr (default info)\n"
+            "  --no-cache           always generate /query answers (no reuse of the last one)\n"
             "Prints 'listening HOST:PORT' on stdout once ready; SIGTERM/SIGINT end it with status 0.\n"
             "Endpoints and the target syntax: tools/refbackend/README.md\n");
 }
@@ -911,11 +973,12 @@ int main(int argc, char **argv) {
         {"listen", required_argument, NULL, 'l'},
         {"max-body", required_argument, NULL, 'b'},
         {"log-level", required_argument, NULL, 'v'},
+        {"no-cache", no_argument, NULL, 'n'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int ch;
-    while ((ch = getopt_long(argc, argv, "l:b:v:h", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "l:b:v:nh", opts, NULL)) != -1) {
         switch (ch) {
         case 'l': listen_at = optarg; break;
         case 'b': {
@@ -936,6 +999,7 @@ int main(int argc, char **argv) {
                 return 2;
             }
             break;
+        case 'n': g_cache_on = false; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -997,6 +1061,7 @@ int main(int argc, char **argv) {
     uv_check_start(&g_check, on_check);
     uv_prepare_init(g_loop, &g_prepare);
     uv_prepare_start(&g_prepare, on_prepare);
+    uv_idle_init(g_loop, &g_idle);
     uv_signal_init(g_loop, &g_sigterm);
     uv_signal_start(&g_sigterm, on_signal, SIGTERM);
     uv_signal_init(g_loop, &g_sigint);
@@ -1012,6 +1077,8 @@ int main(int argc, char **argv) {
     uv_run(g_loop, UV_RUN_DEFAULT);
     uv_loop_close(g_loop);
     buf_free(&g_scratch);
+    buf_free(&g_cache_key);
+    buf_free(&g_cache_val);
     rb_gen_cleanup();
     LOG_INFO("stopped", HKV_I("requests", g_stats.requests));
     return 0;
