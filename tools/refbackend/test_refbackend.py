@@ -51,7 +51,7 @@ class Server:
     def __init__(self, *args):
         self.proc = subprocess.Popen([binary(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         line = self.proc.stdout.readline().decode()
-        m = re.fullmatch(r"listening (\S+):(\d+)\n", line)
+        m = re.fullmatch(r"listening (\S+):(\d+)\n", line)  # [v6]:port keeps its brackets
         assert m, f"unexpected first line {line!r}"
         self.host, self.port = m.group(1), int(m.group(2))
         self.stderr = b""
@@ -771,3 +771,55 @@ def test_editor_endpoints_reject_garbage(srv, path):
     assert st == 400
     st, h, body = request(srv, "GET", path)
     assert st == 405
+
+
+# ---- odds and ends ------------------------------------------------------------------
+
+
+def test_head_health(srv):
+    c = conn(srv)
+    c.request("HEAD", "/")
+    r = c.getresponse()
+    assert r.status == 200 and r.read() == b""
+    c.request("GET", "/")  # the connection is still in step
+    assert json.loads(c.getresponse().read()) == {"status": "ok"}
+    c.close()
+
+
+def test_combined_behaviours(srv):
+    c = conn(srv)
+    t0 = time.monotonic()
+    c.request("POST", "/query", body=query_body("sine:3?latency=50ms&status=503&mode=truncate"))
+    r = c.getresponse()
+    assert r.status == 503 and time.monotonic() - t0 >= 0.05
+    with pytest.raises(http.client.IncompleteRead) as ei:
+        r.read()
+    assert b'{"error":"injected 503"}'.startswith(ei.value.partial)
+    c.close()
+
+
+def test_no_cache_gives_the_same_answers(srv):
+    s = Server("--no-cache")
+    try:
+        for targets in (("sine:2", "table:3"), ("frame:5",), ("points:50", "empty"), ("sine:2", "table:3")):
+            assert query(s, *targets)[2] == query(srv, *targets)[2]
+    finally:
+        assert s.stop()[0] == 0
+
+
+def test_ipv6_listen():
+    try:
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    s = Server("--listen", "[::1]:0")
+    try:
+        assert s.host == "[::1]"
+        c = http.client.HTTPConnection("::1", s.port, timeout=5)
+        c.request("GET", "/")
+        assert c.getresponse().status == 200
+        c.close()
+    finally:
+        assert s.stop()[0] == 0
