@@ -154,10 +154,10 @@ static bool digits(const char *s, size_t n, size_t at, size_t cnt, int *v) {
 static bool parse_time(const char *s, size_t n, int64_t *ms) {
     size_t i = 0;
     if (n == 0 || n > 64) return false;
-    bool all_digits = true;
+    bool all_digits = n > (size_t)(s[0] == '-');
     for (size_t k = (s[0] == '-'); k < n; k++)
         if (!isdigit((unsigned char)s[k])) all_digits = false;
-    if (all_digits && n != 10) { /* 10 digits alone would be a date typo */
+    if (all_digits && n != 10) { /* ten digits look like epoch seconds: refuse, do not guess */
         char tmp[72];
         memcpy(tmp, s, n);
         tmp[n] = 0;
@@ -767,6 +767,7 @@ int rb_query(const char *body, size_t len, buf_t *out, rb_behaviour *beh, rb_ran
     if (!buf_ok(&g_arena)) return fail400(out, "out of memory");
     range_defaults(&q, range);
 
+    const char *arena = g_arena.data ? g_arena.data : "";
     int64_t step;
     uint64_t spts = sine_points(range, &step);
     uint64_t total = 0;
@@ -776,11 +777,10 @@ int rb_query(const char *body, size_t len, buf_t *out, rb_behaviour *beh, rb_ran
         if (t->hide) continue;
         if (!t->has_target)
             return fail400(out, "targets[%zu]%s%.*s: %s", i, t->refid_len ? " refId " : "", (int)t->refid_len,
-                           g_arena.data + t->refid_off,
-                           t->bad_target ? "target must be a string" : "target is missing");
-        if (!parse_target(g_arena.data + t->target_off, t->target_len, t, err, sizeof err))
+                           arena + t->refid_off, t->bad_target ? "target must be a string" : "target is missing");
+        if (!parse_target(arena + t->target_off, t->target_len, t, err, sizeof err))
             return fail400(out, "targets[%zu]%s%.*s: %s", i, t->refid_len ? " refId " : "", (int)t->refid_len,
-                           g_arena.data + t->refid_off, err);
+                           arena + t->refid_off, err);
         total += t->kind == KIND_SINE ? t->n * spts : t->kind == KIND_EMPTY ? 0 : t->n;
         if (t->beh.present && !decided) {
             *beh = t->beh;
@@ -807,8 +807,8 @@ int rb_query(const char *body, size_t len, buf_t *out, rb_behaviour *beh, rb_ran
             case KIND_POINTS: gen_points(out, range, t->n, &first); break;
             case KIND_TABLE: gen_table(out, range, t->n, &first); break;
             case KIND_FRAME:
-                gen_frame(out, range, t->n, g_arena.data + t->target_off, t->target_len,
-                          g_arena.data + t->refid_off, t->refid_len, &first);
+                gen_frame(out, range, t->n, arena + t->target_off, t->target_len, arena + t->refid_off,
+                          t->refid_len, &first);
                 break;
             default: break;
             }

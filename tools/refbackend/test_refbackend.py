@@ -359,13 +359,53 @@ def test_bad_request_line_is_400_and_closes(srv):
     b'{"targets":[{"target":"sine:1?latency=soon"}]}', b'{"targets":[{"target":"sine:1?status=99"}]}',
     b'{"targets":[{"target":"sine:1?mode=explode"}]}', b'{"range":{"from":"yesterday"},"targets":[]}',
     b'{"intervalMs":"fast","targets":[]}', b'{"targets":[{"target":"sine:10000"}],"maxDataPoints":1000}',
-    b'{"targets":[]}\x00', b'{"targets":[]} {}', b'\xff\xfe',
+    b'{"targets":[]}\x00', b'{"targets":[]} {}', b'\xff\xfe', b'{"range":{"from":"-"},"targets":[]}',
+    b'{"range":{"from":"2026-13-01T00:00:00Z"},"targets":[]}', b'{"targets":[{"target":"sine:1?bytes=12q"}]}',
 ])
 def test_garbage_query_bodies_are_400_json(srv, body):
     st, h, out = request(srv, "POST", "/query", body)
     assert st == 400, out
     assert h["content-type"] == "application/json"
     assert isinstance(json.loads(out)["error"], str)
+
+
+def test_error_names_the_target(srv):
+    st, _, out = request(srv, "POST", "/query", b'{"targets":[{"refId":"A","target":"sine:1"},'
+                                                b'{"refId":"Q","target":"bogus:2"}]}')
+    msg = json.loads(out)["error"]
+    assert st == 400 and "targets[1]" in msg and "refId Q" in msg and "bogus" in msg
+
+
+def test_random_garbage_never_hurts(srv):
+    import random
+    rnd = random.Random(1234)
+    valid = query_body("sine:2?latency=1ms", "table:2")
+    for i in range(300):
+        kind = i % 3
+        if kind == 0:  # mangled JSON bodies
+            b = bytearray(valid)
+            for _ in range(rnd.randint(1, 8)):
+                b[rnd.randrange(len(b))] = rnd.randrange(256)
+            st, _, out = request(srv, "POST", "/query", bytes(b))
+            assert st in (200, 400), (st, out)
+            if st == 400:
+                json.loads(out)
+        elif kind == 1:  # random bytes as a whole request
+            s = socket.create_connection((srv.host, srv.port), timeout=5)
+            s.sendall(bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 300))) + b"\r\n\r\n")
+            s.settimeout(2)
+            try:
+                s.recv(65536)
+            except (socket.timeout, ConnectionResetError):
+                pass
+            s.close()
+        else:  # a valid request cut at a random point, then closed
+            req = raw_request("/query", valid)
+            s = socket.create_connection((srv.host, srv.port), timeout=5)
+            s.sendall(req[:rnd.randrange(len(req))])
+            s.close()
+    st, _, out = request(srv, "GET", "/")
+    assert st == 200
 
 
 # ---- /query answers -----------------------------------------------------------
