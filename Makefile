@@ -21,7 +21,7 @@ DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-14-dev valgri
 SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
            UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 LSAN_OPTIONS=exitcode=23
 
-.PHONY: deps build dist asan test unit arrow-tests integration integration-python integration-go \
+.PHONY: deps build dist asan test unit arrow-tests tools-tests integration integration-python integration-go \
         fuzz-build fuzz-short fuzz fuzz-long valgrind bench run clean
 
 deps:
@@ -59,7 +59,14 @@ integration-python: asan
 integration-go: asan
 	$(SAN_ENV) PLUGIN_BIN=$(CURDIR)/build-asan/$(EXE) bash tests/integration/run_go.sh
 
-integration: integration-python integration-go
+integration: integration-python integration-go tools-tests
+
+# The reference backend and the CLI host, each with its own pytest suite (sanitizer builds).
+tools-tests: asan
+	REFBACKEND_BIN=$(CURDIR)/build-asan/tools/refbackend/refbackend $(SAN_ENV) \
+	  $(PY) -m pytest -q tools/refbackend/test_refbackend.py
+	GPXHOST_BIN=$(CURDIR)/build-asan/tools/gpxhost/gpxhost PLUGIN_BIN=$(CURDIR)/build-asan/gpx_inhouse $(SAN_ENV) \
+	  $(PY) -m pytest -q tools/gpxhost/test_gpxhost.py
 
 # Frames judged by apache-arrow (npm, installed into tests/arrow by npm ci).
 arrow-tests: asan
@@ -98,7 +105,8 @@ bench: dist
 	bash bench/run.sh
 
 run: dist
-	$(PY) tools/demo.py $(CURDIR)/$(DIST_BIN)
+	bash tools/run_demo.sh $(CURDIR)/$(DIST_BIN) $(CURDIR)/build/tools/refbackend/refbackend \
+	  $(CURDIR)/build/tools/gpxhost/gpxhost
 
 clean:
 	rm -rf build build-asan build-fuzz dist
