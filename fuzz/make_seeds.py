@@ -8,11 +8,20 @@ python3-h2), so frames and HPACK blocks are well-formed; protobuf messages are
 encoded by the small writer below (field numbers from proto/*.proto), so no
 generated Python code is needed. Input layouts are documented at the top of
 each fuzz_*.c file.
+
+The fuzz_arrow_read seeds are Arrow files written by our own writer: JSON
+frames below go through tests/arrow/frame_convert (from a test build:
+$FRAME_CONVERT, else build-asan/tests/frame_convert or build/tests/frame_convert;
+`make asan` builds it). Without that binary the existing fuzz_arrow_read seeds
+are left as they are.
 """
+import json
 import os
 import shutil
 import struct
+import subprocess
 import sys
+import tempfile
 
 import h2.config
 import h2.connection
@@ -359,6 +368,166 @@ def decoder_seeds():
     }
 
 
+# ---- frames: converter bodies, Arrow files, round-trip layouts ---------------
+
+
+def convert_seeds():
+    def j(v):
+        return json.dumps(v, separators=(",", ":")).encode()
+
+    series = [{"target": "cpu", "datapoints": [[1.5, 1700000000000], [None, 1700000001000], ["NaN", 1700000002000],
+                                               ["+Inf", 1700000003000], ["-Inf", 1700000004000], [7, 1699999999000.5]],
+               "tags": {"host": "a", "dc": "x", "n": 3, "b": True}, "unit": "ms", "title": "CPU"},
+              {"target": "mem", "points": [[2, "2026-11-25T10:00:00.123Z"], [3, "2026-11-25T10:00:01+01:00"]]}]
+    table = [{"type": "table", "columns": [{"text": "time", "type": "time"}, {"text": "host", "type": "string"},
+                                           {"text": "v"}, {"text": "ok", "type": "boolean"}, "extra"],
+              "rows": [[1700000000000, "a", 1.5, True, None], ["2026-01-02", "b", None, False],
+                       [1700000002000, None, "NaN", None, "x", "long"]]}]
+    frame = [{"name": "f1", "meta": {"type": "table", "typeVersion": [0, 1], "custom": {"k": [1, 2, {"x": None}]}},
+              "fields": [{"name": "Time", "type": "time", "values": [1700000000000, 1700000001000]},
+                         {"name": "v", "type": "number", "values": [None, 2.5], "labels": {"b": "2", "a": "1"},
+                          "config": {"unit": "bytes", "decimals": 2, "links": [{"title": "t", "url": "u"}]}},
+                         {"name": "s", "values": ["x", "caf\u00e9 \ud83e\udda5"]},
+                         {"name": "n", "values": [None, None]}]}]
+    mixed = series[:1] + table + frame + [{"target": "empty", "datapoints": []}]
+    return {
+        "series": j(series),
+        "series_pretty": json.dumps(series, indent=2).encode(),
+        "table": j(table),
+        "frame": j(frame),
+        "mixed": j(mixed),
+        "empty_array": b"[]",
+        "empty_body": b"",
+        "not_array": b'{"target":"x"}',
+        "truncated": j(mixed)[:-17],
+        "bad_point": b'[{"target":"x","datapoints":[[1,{"a":1}]]}]',
+        "bad_time": b'[{"target":"x","datapoints":[[1,"yesterday"]]}]',
+        "mixed_shapes": b'[{"datapoints":[],"fields":[]}]',
+        "unknown_shape": b'[{"foo":1}]',
+        "table_type_clash": b'[{"columns":[{"text":"a","type":"number"}],"rows":[["x"]]}]',
+        "frame_len_mismatch": b'[{"fields":[{"name":"a","values":[1,2]},{"name":"b","values":[1]}]}]',
+        "unknown_type": b'[{"columns":[{"text":"a","type":"decimal"}],"rows":[]}]',
+        "nested_cell": b'[{"columns":["a"],"rows":[[[1]]]}]',
+        "trailing_garbage": b'[] x',
+        "bad_utf8": b'[{"target":"\xc3\x28","datapoints":[]}]',
+        "deep_skip": b'[{"target":"x","junk":{"a":[[[{"b":[1,2,{"c":null}]}]]]},"datapoints":[[1,2]]}]',
+    }
+
+
+# JSON frames (Grafana's format, read by frame_from_json) for the Arrow seeds.
+def json_frame(fields, values, name="", ref="A", meta=None, entities=None, nanos=None):
+    schema = {"fields": fields}
+    if name:
+        schema["name"] = name
+    if ref:
+        schema["refId"] = ref
+    if meta is not None:
+        schema["meta"] = meta
+    data = {"values": values}
+    if entities:
+        data["entities"] = entities
+    if nanos:
+        data["nanos"] = nanos
+    return {"schema": schema, "data": data}
+
+
+def fld(name, frame_type, ts, nullable=False, **extra):
+    f = {"name": name, "type": ts, "typeInfo": {"frame": frame_type}}
+    if nullable:
+        f["typeInfo"]["nullable"] = True
+    f.update(extra)
+    return f
+
+
+def arrow_frames():
+    return {
+        "timeseries": json_frame(
+            [fld("Time", "time.Time", "time"), fld("Value", "float64", "number", True, labels={"host": "a"})],
+            [[1700000000000, 1700000001000, 1700000002000], [1.5, None, 2.5]],
+            meta={"type": "timeseries-multi", "typeVersion": [0, 1]}),
+        "zero_rows": json_frame([fld("t", "time.Time", "time"), fld("s", "string", "string", True)], [[], []]),
+        "zero_fields": json_frame([], [], name="nothing"),
+        "ints": json_frame(
+            [fld("i8", "int8", "number"), fld("i16", "int16", "number", True), fld("i32", "int32", "number"),
+             fld("i64", "int64", "number", True), fld("u8", "uint8", "number"), fld("u16", "uint16", "number"),
+             fld("u32", "uint32", "number", True), fld("u64", "uint64", "number")],
+            [[-128, 127], [None, 32767], [-2147483648, 1], [-9223372036854775808, None], [0, 255], [65535, 0],
+             [4294967295, None], [18446744073709551615, 1]]),
+        "floats_bools": json_frame(
+            [fld("f32", "float32", "number"), fld("f64", "float64", "number", True), fld("b", "bool", "boolean"),
+             fld("nb", "bool", "boolean", True, config={"displayName": "B"})],
+            [[1.5, None, 0], [None, 5e-324, None], [True, False, True], [None, True, False]],
+            entities=[{"NaN": [1]}, {"Inf": [2]}, None, None]),
+        "strings_json_enum": json_frame(
+            [fld("s", "string", "string", True), fld("j", "json.RawMessage", "other"),
+             fld("e", "enum", "enum", True, config={"type": {"enum": {"text": ["", "ONE", "TWO"]}}})],
+            [["caf\u00e9", None, ""], [{"a": 1}, [1, 2], "x"], [1, None, 2]]),
+        "time_nanos": json_frame([fld("t", "time.Time", "time", True)], [[0, None, 9223372036854]],
+                                 nanos=[[5, 0, 775807]]),
+    }
+
+
+def find_frame_convert():
+    cands = [os.environ.get("FRAME_CONVERT", "")]
+    root = os.path.dirname(HERE)
+    cands += [os.path.join(root, d, "tests", "frame_convert") for d in ("build-asan", "build")]
+    for c in cands:
+        if c and os.access(c, os.X_OK):
+            return c
+    return None
+
+
+def arrow_seeds():
+    conv = find_frame_convert()
+    if not conv:
+        return None
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, frame in sorted(arrow_frames().items()):
+            src, dst = os.path.join(tmp, name + ".json"), os.path.join(tmp, name + ".arrow")
+            with open(src, "w") as f:
+                json.dump(frame, f)
+            subprocess.run([conv, "arrow", src, dst], check=True)
+            with open(dst, "rb") as f:
+                out[name] = f.read()
+    ts = out["timeseries"]
+    out["damaged_truncated"] = ts[:len(ts) // 2] + ts[-10:]
+    out["damaged_footer_len"] = ts[:-10] + struct.pack("<i", len(ts)) + b"ARROW1"
+    flipped = bytearray(ts)
+    for i in range(64, len(flipped) - 16, 97):
+        flipped[i] ^= 0x5A
+    out["damaged_flipped"] = bytes(flipped)
+    golden = os.path.join(os.path.dirname(os.path.dirname(HERE)), "shared", "testdata", "all_types.golden.arrow")
+    if os.path.exists(golden):
+        with open(golden, "rb") as f:
+            out["sdk_golden"] = f.read()
+    return out
+
+
+def roundtrip_seeds():
+    def lstr(b):
+        return bytes([len(b)]) + b
+
+    def field(ftype, flags, name=b"f"):
+        return bytes([ftype, flags]) + lstr(name)
+
+    # flags, nfields, rows (16-bit LE), frame name, refId, meta text, per field: type, flags, name, ...
+    every_type = bytes([2 | 4, 15]) + struct.pack("<H", 20) + lstr(b"frame") + lstr(b"A") + lstr(b"q") + \
+        b"".join(field(t, 1 | 2 | 4 | (3 << 3), b"n%d" % t) + b"\x02" + lstr(b"k") + lstr(b"v") + lstr(b"u")
+                 for t in range(15))
+    return {
+        "every_type": every_type + bytes(range(256)) * 4,
+        "zero_rows": bytes([0, 3, 0, 0]) + lstr(b"") + lstr(b"") + field(12, 0) + field(11, 1) + field(10, 0),
+        "zero_fields": bytes([2, 0, 9, 0]) + lstr(b"empty") + lstr(b"B") + lstr(b"meta"),
+        "raw_strings": bytes([1 | 8, 2, 40, 0]) + lstr(b"\xff\xfe") + lstr(b"\x00") +
+        field(11, 1 | (2 << 3)) + field(13, 1 | 2) + bytes(range(255, 0, -1)),
+        "late_nulls_sorted": bytes([4, 3, 200, 0]) + lstr(b"s") + lstr(b"A") +
+        field(12, 0) + field(9, 1 | (4 << 3) | 64) + field(1, 1 | (7 << 3) | 64) + bytes(range(256)) * 3,
+        "max_rows": bytes([4, 4, 0, 1]) + lstr(b"") + lstr(b"") + field(7, 0) + field(10, 1 | (1 << 3)) +
+        field(11, 0) + field(14, 1 | (5 << 3)),
+    }
+
+
 def write(target, seeds):
     d = os.path.join(CORPUS, target)
     if os.path.isdir(d):
@@ -379,6 +548,15 @@ def main():
     total += write("fuzz_grpc_deframer", deframer_seeds())
     total += write("fuzz_grpc_meta", meta_seeds())
     total += write("fuzz_request_decoders", decoder_seeds())
+    total += write("fuzz_convert", convert_seeds())
+    total += write("fuzz_arrow_roundtrip", roundtrip_seeds())
+    arrow = arrow_seeds()
+    if arrow is None:
+        print("fuzz_arrow_read: no frame_convert binary (make asan, or set FRAME_CONVERT); seeds left as they are")
+        d = os.path.join(CORPUS, "fuzz_arrow_read")
+        total += sum(os.path.getsize(os.path.join(d, n)) for n in os.listdir(d)) if os.path.isdir(d) else 0
+    else:
+        total += write("fuzz_arrow_read", arrow)
     print("total %d bytes" % total)
     if total > 200 * 1024:
         sys.exit("seed corpus is over 200 KiB")

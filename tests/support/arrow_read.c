@@ -611,6 +611,17 @@ int ar_read_frame(const uint8_t *data, size_t len, frame_t **out, char *err, siz
 
 /* ---- comparisons ------------------------------------------------------------------ */
 
+/* Row bytes of a string/json field without field_get_bytes: a field whose
+ * values are all empty has no values buffer (data NULL), and NULL + 0 is
+ * undefined behaviour in C (see field_get_bytes). */
+static const char *cell_bytes(const frame_field *f, size_t row, size_t *len) {
+    int32_t a, b;
+    memcpy(&a, f->offsets.data + 4 * row, 4);
+    memcpy(&b, f->offsets.data + 4 * (row + 1), 4);
+    *len = (size_t)(b - a);
+    return *len ? (const char *)f->values.data + a : "";
+}
+
 static bool str_eq(const char *a, const char *b) { return (!a && !b) || (a && b && strcmp(a, b) == 0); }
 static const char *show(const char *s) { return s ? s : "(none)"; }
 
@@ -673,7 +684,7 @@ int ar_frame_diff(const frame_t *a, const frame_t *b, char *msg, size_t cap) {
                 break;
             case FT_STRING: case FT_JSON: {
                 size_t lx, ly;
-                const char *sx = field_get_bytes(x, r, &lx), *sy = field_get_bytes(y, r, &ly);
+                const char *sx = cell_bytes(x, r, &lx), *sy = cell_bytes(y, r, &ly);
                 if (lx != ly || (lx && memcmp(sx, sy, lx) != 0))
                     return differ(msg, cap, "field %zu (%s), row %zu: \"%.*s\" vs \"%.*s\"", i, x->name, r,
                                   (int)(lx > 60 ? 60 : lx), sx, (int)(ly > 60 ? 60 : ly), sy);
@@ -718,4 +729,56 @@ int ar_schema_diff(const ar_schema *a, const ar_schema *b, char *msg, size_t cap
         if (kvs_diff(x->md, x->nmd, y->md, y->nmd, where, msg, cap) != 0) return -1;
     }
     return kvs_diff(a->md, a->nmd, b->md, b->nmd, "schema", msg, cap);
+}
+
+int ar_check_layout(const ar_file *af, const uint8_t *p, size_t len, char *msg, size_t cap) {
+    if (!af->ok || len != af->file_len) return differ(msg, cap, "not a parsed file");
+    if (memcmp(p, "ARROW1\0\0", 8) != 0) return differ(msg, cap, "leading magic is not ARROW1 + 2 zero bytes");
+    if (af->schema_version != 4 || af->footer_version != 4)
+        return differ(msg, cap, "versions: schema message %d, footer %d (want 4 = V5)", af->schema_version,
+                      af->footer_version);
+    if (af->schema_prefix_len % 8 != 0) return differ(msg, cap, "schema message length %d", (int)af->schema_prefix_len);
+    if (af->schema_body_len != 0) return differ(msg, cap, "schema message body %lld", (long long)af->schema_body_len);
+    if (ar_schema_diff(&af->lead, &af->schema, msg, cap) != 0) return -1;
+    if (af->footer_offset % 8 != 0) return differ(msg, cap, "footer at %llu", (unsigned long long)af->footer_offset);
+    uint64_t at = 16 + (uint64_t)af->schema_prefix_len;
+    for (size_t i = 0; i < af->nbatches; i++) {
+        const ar_batch *b = &af->batches[i];
+        if ((uint64_t)b->offset != at) return differ(msg, cap, "batch %zu at %lld, expected %llu", i, (long long)b->offset,
+                                                     (unsigned long long)at);
+        if (b->offset % 8 || b->meta_len % 8 || b->body_len % 8)
+            return differ(msg, cap, "batch %zu: block {%lld, %d, %lld} not 8-aligned", i, (long long)b->offset,
+                          (int)b->meta_len, (long long)b->body_len);
+        if (b->version != 4) return differ(msg, cap, "batch %zu: version %d", i, b->version);
+        if (b->length == 0) return differ(msg, cap, "batch %zu: empty record batch", i);
+        const uint8_t *body = p + b->offset + b->meta_len;
+        int64_t next = 0;
+        for (size_t k = 0; k < b->nbuffers; k++) {
+            const ar_buffer *x = &b->buffers[k];
+            if (x->offset != next) return differ(msg, cap, "batch %zu, buffer %zu at %lld, expected %lld", i, k,
+                                                 (long long)x->offset, (long long)next);
+            int64_t end = x->offset + x->length, padded = (end + 7) & ~(int64_t)7;
+            for (int64_t z = end; z < padded; z++)
+                if (body[z] != 0) return differ(msg, cap, "batch %zu, buffer %zu: padding byte %lld is not 0", i, k, (long long)z);
+            next = padded;
+        }
+        if (b->body_len != next) return differ(msg, cap, "batch %zu: body %lld, buffers end at %lld", i,
+                                               (long long)b->body_len, (long long)next);
+        size_t k = 0;
+        for (size_t f = 0; f < b->nnodes; f++) {
+            if (b->nodes[f].null_count == 0 && b->buffers[k].length != 0)
+                return differ(msg, cap, "batch %zu, field %zu: no nulls but a %lld-byte validity buffer", i, f,
+                              (long long)b->buffers[k].length);
+            if (b->nodes[f].null_count > 0 && b->buffers[k].length != (b->length + 7) / 8)
+                return differ(msg, cap, "batch %zu, field %zu: validity buffer of %lld bytes for %lld rows", i, f,
+                              (long long)b->buffers[k].length, (long long)b->length);
+            k += af->schema.fields[f].nbuffers;
+        }
+        at = (uint64_t)(b->offset + b->meta_len + b->body_len);
+    }
+    if (at + 8 != af->footer_offset)
+        return differ(msg, cap, "end-of-stream marker expected at %llu, footer at %llu", (unsigned long long)at,
+                      (unsigned long long)af->footer_offset);
+    if (memcmp(p + at, "\xFF\xFF\xFF\xFF\0\0\0\0", 8) != 0) return differ(msg, cap, "no end-of-stream marker at %llu", (unsigned long long)at);
+    return 0;
 }

@@ -131,4 +131,14 @@ int ar_frame_diff(const frame_t *a, const frame_t *b, char *msg, size_t cap);
 /* Compares two schemas (fields, types, metadata). 0 or -1 with msg. */
 int ar_schema_diff(const ar_schema *a, const ar_schema *b, char *msg, size_t cap);
 
+/* The layout our writer promises (src/frames/arrow.c, protocol notes §5.1),
+ * on a parsed file: "ARROW1\0\0" first; version V5 everywhere; the Schema
+ * message at 8 with an 8-multiple length and no body, identical to the
+ * footer's Schema; batches back to back after it, each with 8-aligned
+ * offset, metaDataLength (= 8 + prefix length) and bodyLength; buffers
+ * consecutive from 0 at 8-aligned offsets with zero padding, bodyLength =
+ * the padded end; validity buffers empty when null_count is 0; then the
+ * end-of-stream marker and the 8-aligned footer. 0, or -1 with msg. */
+int ar_check_layout(const ar_file *af, const uint8_t *data, size_t len, char *msg, size_t cap);
+
 #endif

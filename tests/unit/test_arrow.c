@@ -78,6 +78,8 @@ static void check_structure(const uint8_t *p, size_t len, const ar_file *af) {
         at = (uint64_t)(b->offset + b->meta_len + b->body_len);
     }
     assert_int_equal(at + 8, af->footer_offset);
+    /* the fuzzers' version of the same rules agrees */
+    if (ar_check_layout(af, p, len, msg, sizeof msg) != 0) fail_msg("ar_check_layout: %s", msg);
 }
 
 static frame_t *read_back(const buf_t *out) {
