@@ -614,6 +614,9 @@ static void send_behaviour(conn_t *c, const rb_behaviour *beh, const rb_range *r
     }
     if (beh->latency_ms) {
         r->waiting = true;
+        /* The loop's clock is cached at the top of the iteration: refresh it
+         * so the answer never comes earlier than the requested latency. */
+        uv_update_time(r->timer.loop);
         uv_timer_start(&r->timer, on_resp_timer, beh->latency_ms, 0);
     }
     LOG_DEBUG("behaviour", HKV_I("latency_ms", beh->latency_ms), HKV_I("status", r->status),
