@@ -61,6 +61,7 @@ struct conv {
     int capture_depth;   /* >0: re-serialising a sub-document into `capture` */
     int skip_depth;      /* >0: skipping a value we do not use */
     buf_t capture;
+    buf_t utf8;          /* scratch: a string made valid UTF-8 */
     int capture_for;     /* which slot receives the captured JSON */
     char key[32];        /* current key in an object we understand */
     bool key_pending;
@@ -187,8 +188,9 @@ static int parse_double(const char *s, size_t n, double *out) {
 
 /* Epoch milliseconds (as JSON number text) to nanoseconds, exactly when integral. */
 static int ms_text_to_ns(const char *s, size_t n, int64_t *ns) {
-    /* Fast path: a plain integer of epoch milliseconds. */
-    if (n > 0 && n <= 13 + (s[0] == '-')) {
+    /* Fast path: a plain integer of epoch milliseconds (12 digits cannot
+     * overflow int64 nanoseconds; longer ones take the checked path). */
+    if (n > 0 && n <= 12 + (size_t)(s[0] == '-')) {
         size_t i = s[0] == '-';
         int64_t ms = 0;
         for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) ms = ms * 10 + (s[i] - '0');
@@ -283,6 +285,8 @@ int conv_parse_iso8601(const char *s, size_t n, int64_t *ns) {
     int64_t days;
     days_from_civil(y, (unsigned)mo, (unsigned)d, &days);
     int64_t secs = days * 86400 + h * 3600 + mi * 60 + sec - offset_s;
+    /* Nanoseconds in int64 cover 1677-09-21 .. 2262-04-11. */
+    if (secs > INT64_MAX / 1000000000 - 1 || secs < INT64_MIN / 1000000000 + 1) return -1;
     *ns = secs * 1000000000 + frac_ns;
     return 0;
 }
@@ -962,12 +966,24 @@ static int y_bool(void *ctx, int b) { return handle(ctx, &(ev_t){.type = EV_BOOL
 static int y_number(void *ctx, const char *s, size_t len) {
     return handle(ctx, &(ev_t){.type = EV_NUMBER, .s = s, .len = len});
 }
+/* yajl lets a lone surrogate escape (\udXXX) through as bytes that are not
+ * UTF-8; Arrow Utf8 must be UTF-8, so such strings get U+FFFD instead. */
+static const char *valid_utf8(conv_t *c, const unsigned char *s, size_t *len) {
+    if (jsonw_utf8_valid((const char *)s, *len)) return (const char *)s;
+    c->utf8.len = 0;
+    jsonw_utf8_sanitize(&c->utf8, (const char *)s, *len);
+    *len = c->utf8.len;
+    return c->utf8.data ? c->utf8.data : "";
+}
+
 static int y_string(void *ctx, const unsigned char *s, size_t len) {
-    return handle(ctx, &(ev_t){.type = EV_STRING, .s = (const char *)s, .len = len});
+    const char *v = valid_utf8(ctx, s, &len);
+    return handle(ctx, &(ev_t){.type = EV_STRING, .s = v, .len = len});
 }
 static int y_map_start(void *ctx) { return handle(ctx, &(ev_t){.type = EV_MAP_START}); }
 static int y_key(void *ctx, const unsigned char *s, size_t len) {
-    return handle(ctx, &(ev_t){.type = EV_KEY, .s = (const char *)s, .len = len});
+    const char *k = valid_utf8(ctx, s, &len);
+    return handle(ctx, &(ev_t){.type = EV_KEY, .s = k, .len = len});
 }
 static int y_map_end(void *ctx) { return handle(ctx, &(ev_t){.type = EV_MAP_END}); }
 static int y_arr_start(void *ctx) { return handle(ctx, &(ev_t){.type = EV_ARR_START}); }
@@ -985,6 +1001,7 @@ conv_t *conv_new(const char *ref_id, const char *query) {
     c->h = yajl_alloc(&conv_callbacks, NULL, c);
     if (!c->ref_id || (query && !c->query) || !c->h) { conv_free(c); return NULL; }
     buf_init(&c->capture);
+    buf_init(&c->utf8);
     return c;
 }
 
@@ -997,6 +1014,7 @@ void conv_free(conv_t *c) {
     for (size_t i = 0; i < c->nframes; i++) frame_free(c->frames[i]);
     free(c->frames);
     buf_free(&c->capture);
+    buf_free(&c->utf8);
     if (c->h) yajl_free(c->h);
     free(c->ref_id);
     free(c->query);

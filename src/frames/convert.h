@@ -13,7 +13,10 @@
  *
  * Feed any split of the body (down to single bytes): the frames are the
  * same. Any failure is one message naming the element, field/column, row
- * and byte offset; after a failure no frame is handed out.
+ * and byte offset (for a JSON syntax error inside a token that straddles
+ * two reads, the offset is where that read began); after a failure no
+ * frame is handed out. Strings that are not valid UTF-8 (lone surrogate
+ * escapes) carry U+FFFD in their place.
  */
 #ifndef CONVERT_H
 #define CONVERT_H

@@ -279,7 +279,8 @@ const char *field_get_bytes(const frame_field *fld, size_t row, size_t *len) {
     memcpy(&a, fld->offsets.data + row * 4, 4);
     memcpy(&b, fld->offsets.data + (row + 1) * 4, 4);
     *len = (size_t)(b - a);
-    return (const char *)fld->values.data + a;
+    /* A column of empty strings never allocated its data buffer. */
+    return fld->values.data ? (const char *)fld->values.data + a : "";
 }
 
 /* ---- sorting ---------------------------------------------------------- */

@@ -250,6 +250,8 @@ static uint8_t *entity_rows(yajl_val entities, size_t field, size_t rows) {
 
 static int append_json_value(frame_field *fld, yajl_val v, int entity, int64_t nanos, buf_t *tmp) {
     if (entity) return field_append_float(fld, entity == 1 ? NAN : entity == 2 ? INFINITY : -INFINITY);
+    /* A raw JSON field holds the JSON value null as text when it cannot be null. */
+    if (v && YAJL_IS_NULL(v) && fld->type == FT_JSON && !fld->nullable) return field_append_bytes(fld, "null", 4);
     if (!v || YAJL_IS_NULL(v)) return field_append_null(fld);
     errno = 0;
     char *end;
@@ -273,7 +275,11 @@ static int append_json_value(frame_field *fld, yajl_val v, int entity, int64_t n
         if (!YAJL_IS_NUMBER(v)) return -1;
         long long ms = strtoll(v->u.number.r, &end, 10);
         if (*end || errno) return -1;
-        return field_append_int(fld, (int64_t)ms * 1000000 + nanos);
+        /* ms * 10^6 + nanos may leave int64 halfway (INT64_MIN is written
+         * as a floored ms plus a positive remainder): add in 128 bits. */
+        __int128 t = (__int128)ms * 1000000 + nanos;
+        if (t > INT64_MAX || t < INT64_MIN) return -1;
+        return field_append_int(fld, (int64_t)t);
     }
     case FT_UINT8: case FT_UINT16: case FT_UINT32: case FT_UINT64: case FT_ENUM: {
         if (!YAJL_IS_NUMBER(v) || v->u.number.r[0] == '-') return -1;

@@ -68,3 +68,22 @@ void jsonw_string(buf_t *b, const char *s, size_t n) {
     b->data[b->len++] = '"';
     b->data[b->len] = '\0';
 }
+
+bool jsonw_utf8_valid(const char *s, size_t n) {
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        size_t l = utf8_seq_len(p + i, n - i);
+        if (l == 0) return false;
+        i += l;
+    }
+    return true;
+}
+
+void jsonw_utf8_sanitize(buf_t *b, const char *s, size_t n) {
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        size_t l = utf8_seq_len(p + i, n - i);
+        if (l == 0) { buf_append(b, "\xef\xbf\xbd", 3); i++; }
+        else { buf_append(b, p + i, l); i += l; }
+    }
+}
