@@ -24,15 +24,7 @@
 
 #include "h2/grpc_wire.h"
 
-#define CHECK(cond, ...)                                                     \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "fuzz_grpc_deframer: check failed: %s: ", #cond); \
-            fprintf(stderr, __VA_ARGS__);                                    \
-            fputc('\n', stderr);                                             \
-            abort();                                                         \
-        }                                                                    \
-    } while (0)
+#include "fuzz_check.h"
 
 typedef struct {
     size_t off, len; /* message body inside the payload */

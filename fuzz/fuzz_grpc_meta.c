@@ -16,15 +16,7 @@
 #include "h2/grpc_wire.h"
 #include "log/hclog.h"
 
-#define CHECK(cond, ...)                                                  \
-    do {                                                                  \
-        if (!(cond)) {                                                    \
-            fprintf(stderr, "fuzz_grpc_meta: check failed: %s: ", #cond); \
-            fprintf(stderr, __VA_ARGS__);                                 \
-            fputc('\n', stderr);                                          \
-            abort();                                                      \
-        }                                                                 \
-    } while (0)
+#include "fuzz_check.h"
 
 /* ---- grpc-timeout --------------------------------------------------------- */
 

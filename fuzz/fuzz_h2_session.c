@@ -46,15 +46,7 @@
 #include "loop/conn.h"
 #include "loop/server.h"
 
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        if (!(cond)) {                                                     \
-            fprintf(stderr, "fuzz_h2_session: check failed: %s: ", #cond); \
-            fprintf(stderr, __VA_ARGS__);                                  \
-            fputc('\n', stderr);                                           \
-            abort();                                                       \
-        }                                                                  \
-    } while (0)
+#include "fuzz_check.h"
 
 #define MAX_CHUNKS 64
 #define MAX_FLUSH_ROUNDS 64

@@ -22,15 +22,7 @@
 #include "health.pb-c.h"
 #include "pluginv2.pb-c.h"
 
-#define CHECK(cond, ...)                                                         \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            fprintf(stderr, "fuzz_request_decoders: check failed: %s: ", #cond); \
-            fprintf(stderr, __VA_ARGS__);                                        \
-            fputc('\n', stderr);                                                 \
-            abort();                                                             \
-        }                                                                        \
-    } while (0)
+#include "fuzz_check.h"
 
 static const ProtobufCMessageDescriptor *const types[] = {
     &pluginv2__query_data_request__descriptor,
