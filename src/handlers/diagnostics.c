@@ -10,6 +10,8 @@
 
 #include "../fetch/fetch.h"
 #include "../log/hclog.h"
+#include "../util/buf.h"
+#include "../util/jsonw.h"
 #include "handlers.h"
 #include "instance.h"
 #include "pluginv2.pb-c.h"
@@ -31,20 +33,22 @@ static void reply(call_t *call, int status, const char *msg, const char *url, in
     Pluginv2__CheckHealthResponse resp = PLUGINV2__CHECK_HEALTH_RESPONSE__INIT;
     resp.status = status;
     resp.message = (char *)msg;
-    json_t *d = json_object();
-    json_object_set_new(d, "url", json_string(url ? url : ""));
-    if (latency_ms >= 0) json_object_set_new(d, "latencyMs", json_integer(latency_ms));
-    if (http_status > 0) json_object_set_new(d, "httpStatus", json_integer(http_status));
-    if (status != PLUGINV2__CHECK_HEALTH_RESPONSE__HEALTH_STATUS__OK && !url) json_object_set_new(d, "setting", json_string("url"));
-    char *details = json_dumps(d, JSON_COMPACT);
-    json_decref(d);
-    if (details) {
-        resp.jsondetails.data = (uint8_t *)details;
-        resp.jsondetails.len = strlen(details);
+    /* Details are a small flat object: written directly (this runs per call). */
+    buf_t d;
+    buf_init(&d);
+    buf_puts(&d, "{\"url\":");
+    jsonw_string(&d, url ? url : "", url ? strlen(url) : 0);
+    if (latency_ms >= 0) buf_printf(&d, ",\"latencyMs\":%lld", (long long)latency_ms);
+    if (http_status > 0) buf_printf(&d, ",\"httpStatus\":%d", http_status);
+    if (status != PLUGINV2__CHECK_HEALTH_RESPONSE__HEALTH_STATUS__OK && (!url || !*url)) buf_puts(&d, ",\"setting\":\"url\"");
+    buf_puts(&d, "}");
+    if (buf_ok(&d)) {
+        resp.jsondetails.data = (uint8_t *)d.data;
+        resp.jsondetails.len = d.len;
     }
     LOG_DEBUG("health checked", HKV_I("status", status), HKV_I("latencyMs", latency_ms));
     call_reply(call, &resp.base);
-    free(details);
+    buf_free(&d);
 }
 
 static int on_response(void *arg, int status, const char *ct) {
