@@ -7,9 +7,7 @@
 int fetch_url_parse(const char *url, fetch_url *out, char *err, size_t cap) {
     memset(out, 0, sizeof *out);
     if (!url || !*url) {
-        snprintf(err, cap,
-                 "no backend configured: set the URL of your in-house metrics backend in the data source "
-                 "settings (for example http://metrics.internal:8080)");
+        snprintf(err, cap, "%s", FETCH_URL_MISSING);
         return -1;
     }
     const char *rest;

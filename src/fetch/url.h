@@ -9,6 +9,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* What the Grafana user is told when a data source has no URL at all. */
+#define FETCH_URL_MISSING                                                                                   \
+    "no backend configured: set the URL of your in-house metrics backend in the data source settings (for " \
+    "example http://metrics.internal:8080)"
+
 typedef struct {
     bool tls;
     char host[256];      /* without brackets for IPv6 literals */

@@ -355,15 +355,8 @@ void hnd_query_data(call_t *call, void *arg) {
     qc->json_format = req->format == PLUGINV2__DATA_FRAME_FORMAT__JSON;
     qc->inst = inst_get(env->instances, req->plugincontext);
     char msg[512];
-    const char *problem = NULL;
-    if (!qc->inst) {
-        settings_check_url("", msg, sizeof msg);
-        problem = msg;
-    } else if (qc->inst->problem) {
-        problem = qc->inst->problem;
-    } else if (build_headers(qc) != 0) {
-        problem = "out of memory";
-    }
+    const char *problem = inst_problem(qc->inst);
+    if (!problem && build_headers(qc) != 0) problem = "out of memory";
     for (size_t i = 0; i < qc->n; i++) {
         qd_slot *s = &qc->slots[i];
         s->qc = qc;

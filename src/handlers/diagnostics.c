@@ -143,11 +143,8 @@ void hnd_check_health(call_t *call, void *arg) {
     if (!req) return;
     inst_t *in = inst_get(env->instances, req->plugincontext);
     protobuf_c_message_free_unpacked(&req->base, NULL);
-    char msg[512];
-    if (!in || in->problem) {
-        if (!in) settings_check_url("", msg, sizeof msg);
-        reply(call, PLUGINV2__CHECK_HEALTH_RESPONSE__HEALTH_STATUS__ERROR, in ? in->problem : msg,
-              in ? in->url : "", -1, 0);
+    if (inst_problem(in)) {
+        reply(call, PLUGINV2__CHECK_HEALTH_RESPONSE__HEALTH_STATUS__ERROR, inst_problem(in), in ? in->url : "", -1, 0);
         if (in) inst_release(in);
         return;
     }

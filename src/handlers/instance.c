@@ -32,6 +32,10 @@ static void inst_free(inst_t *in) {
     free(in);
 }
 
+const char *inst_problem(const inst_t *in) {
+    return in ? in->problem : FETCH_URL_MISSING;
+}
+
 void inst_release(inst_t *in) {
     if (in && --in->refs == 0) inst_free(in);
 }

@@ -63,4 +63,8 @@ void inst_cache_clear(inst_cache *c);
 inst_t *inst_get(inst_cache *c, const Pluginv2__PluginContext *ctx);
 void inst_release(inst_t *in);
 
+/* Why queries cannot run on this instance (NULL when they can); a missing
+ * instance means Grafana sent no data source settings at all. */
+const char *inst_problem(const inst_t *in);
+
 #endif

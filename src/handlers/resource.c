@@ -112,10 +112,8 @@ static const char *request_content_type(const Pluginv2__CallResourceRequest *req
 
 static void proxy(call_t *call, hnd_env *env, const Pluginv2__CallResourceRequest *req, const char *path) {
     inst_t *in = inst_get(env->instances, req->plugincontext);
-    char msg[512];
-    if (!in || in->problem) {
-        if (!in) settings_check_url("", msg, sizeof msg);
-        reply_json(call, 400, in ? in->problem : msg, NULL);
+    if (inst_problem(in)) {
+        reply_json(call, 400, inst_problem(in), NULL);
         if (in) inst_release(in);
         return;
     }
