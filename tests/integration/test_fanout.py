@@ -253,3 +253,19 @@ def test_backend_metrics_are_reported(plugin, backend):
     assert pp.metric_values(samples, "plugin_backend_request_errors_total", endpoint="query",
                             reason="http_status") == [1.0]
     assert pp.metric_values(samples, "plugin_backend_request_duration_seconds_count", endpoint="query") == [2.0]
+
+
+def test_oauth_pass_thru_forwards_the_users_identity(plugin, backend):
+    p, g = plugin
+    req = qreq(ctx(backend.url, {"oauthPassThru": True}, uid="oauth"), [("A", "series:1")])
+    req.headers["Authorization"] = "Bearer user-token-123"
+    req.headers["X-Id-Token"] = "id-token-456"
+    assert g.query_data(req, timeout=10).responses["A"].status == 200
+    h = backend.headers[-1]
+    assert h["Authorization"] == "Bearer user-token-123" and h["X-Id-Token"] == "id-token-456"
+    # Without the setting, the user's identity stays home.
+    req2 = qreq(ctx(backend.url, uid="no-oauth"), [("A", "series:1")])
+    req2.headers["Authorization"] = "Bearer user-token-123"
+    assert g.query_data(req2, timeout=10).responses["A"].status == 200
+    assert "Authorization" not in backend.headers[-1]
+    assert "user-token-123" not in p.stderr_text()
