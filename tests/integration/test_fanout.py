@@ -269,3 +269,15 @@ def test_oauth_pass_thru_forwards_the_users_identity(plugin, backend):
     assert g.query_data(req2, timeout=10).responses["A"].status == 200
     assert "Authorization" not in backend.headers[-1]
     assert "user-token-123" not in p.stderr_text()
+
+
+def test_grafana_response_limit_applies_and_rebuilds_the_instance(plugin, backend):
+    p, g = plugin
+    c = ctx(backend.url, uid="limit")
+    c.grafanaConfig["GF_RESPONSE_LIMIT"] = "1500"
+    r = g.query_data(qreq(c, [("A", "big:1000")]), timeout=10).responses["A"]
+    assert r.status == 502 and "1500 bytes" in r.error and "GF_RESPONSE_LIMIT" in r.error
+    # A grafanaConfig change is a settings change: the new limit applies at once.
+    c.grafanaConfig["GF_RESPONSE_LIMIT"] = "10000000"
+    r = g.query_data(qreq(c, [("A", "big:1000")]), timeout=10).responses["A"]
+    assert r.status == 200 and len(r.frames) == 1
