@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks the plugin against bench_floor and its own goals, loopback only,
 # every number measured in this run. Prints one table, then the frames
-# module's table (bench_frames: Arrow encode, body -> frame conversion).
+# module's table (bench_frames: Arrow encode, body -> frame conversion), then
+# the QueryData table (plugin + refbackend: calls/s, CPU per call, added
+# latency, alert storm; bench/query_tool.py).
 #
 #   bash bench/run.sh            (after `make dist` and a Release build in build/;
 #                                 `make bench` does all three)
@@ -10,6 +12,7 @@
 #   PLUGIN_BIN   the plugin binary       (default dist/gpx_inhouse_linux_amd64)
 #   BUILD_DIR    where bench_floor, spawn_latency and bench_frames are (default build)
 #   BENCH_SECS   target duration of each h2load run (default 6)
+#   REF_BIN      the refbackend (default $BUILD_DIR/tools/refbackend/refbackend)
 #
 # Exit status: 0 when every measurement was taken (goals missed or not: this
 # is a report), 1 when one could not be taken, 2 on a setup problem.
@@ -178,6 +181,137 @@ read -r S8_RSS S8_HWM S8_BEFORE <<<"$(streams_rss 8 64)" || true
 log "frames: Arrow encode vs memcpy, body -> frame vs a jansson baseline (bench_frames, ~10 s)"
 "$FRAMES_BIN" >"$WORK/frames.txt" || missing "bench_frames (see its messages above)"
 
+# ---- 6. QueryData through plugin + refbackend (its own table, printed last) --------
+# Throughput (floor 1: refbackend alone with the body the plugin sends; floor 2:
+# bench_floor CheckHealth from section 1), added latency at 64 concurrent calls
+# (h2load per-request log, plugin vs direct refbackend), and an alert storm.
+log "QueryData: h2load throughput vs refbackend direct, added latency at 64 concurrent, alert storm (~25 s)"
+QD_T0=$SECONDS
+Q_RPS= R_RPS= Q_CPU_US= R_CPU_US= QR_CPU_US= Q_BUSY= R_BUSY= Q_VERIFY= Q_HANDLED= Q_N= R_N=
+L_P50= L_P99= D_P50= D_P99= A_P50= A_P99= S_P50= S_DP50= S_A50=
+ST_TOTAL= ST_SUBMIT= ST_OK= ST_FAIL= ST_HWM= ST_BEFORE=
+export PB_DIR=$WORK/pb
+mkdir -p "$PB_DIR"
+protoc -Iproto --python_out="$PB_DIR" proto/pluginv2.proto || missing "protoc pluginv2_pb2"
+QTOOL=bench/query_tool.py
+REF_BIN=${REF_BIN:-$BUILD_DIR/tools/refbackend/refbackend}
+command -v curl >/dev/null || missing "curl (refbackend /_stats)"
+ref_requests() { curl -s --max-time 5 "http://127.0.0.1:$1/_stats" | sed -n 's/.*"requests":\([0-9]*\).*/\1/p'; }
+# h2load_run NAME ARGS... -> sets HR_RPS (empty unless every request got 2xx)
+h2load_run() {
+  local name=$1; shift
+  local out=$WORK/h2q.$name.txt n
+  HR_RPS=
+  timeout 120 h2load "$@" >"$out" 2>&1 || { log "h2load $name failed: $(tail -3 "$out")"; return 1; }
+  n=$(sed -n 's/^requests: \([0-9]*\) total.*/\1/p' "$out")
+  HR_RPS=$(sed -n 's/^finished in [^,]*, \([0-9.]*\) req\/s.*/\1/p' "$out")
+  grep -q "^requests: .* $n succeeded" "$out" && grep -q "^status codes: $n 2xx" "$out" || {
+    HR_RPS=; log "h2load $name: not every request succeeded: $(grep -E '^(requests|status codes)' "$out" | tr '\n' ' ')"; return 1; }
+}
+# pcts LOGFILE -> "p50 p99" of h2load --log-file durations (us), 2xx only
+pcts() { awk '$2 ~ /^2/ { print $3 }' "$1" | sort -n | awk '{ a[NR] = $1 } END {
+  if (NR == 0) exit 1; i = int(NR * 0.5 + 0.5); j = int(NR * 0.99 + 0.5); if (i < 1) i = 1; if (j < 1) j = 1
+  print a[i], a[j] }'; }
+start_ref() { # -> REF_PID REF_PORT
+  "$REF_BIN" --log-level off >"$WORK/ref.out" 2>"$WORK/ref.err" &
+  REF_PID=$! REF_PORT=
+  PIDS+=("$REF_PID")
+  for _ in $(seq 1 200); do
+    REF_PORT=$(sed -n 's/^listening 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/ref.out")
+    [ -n "$REF_PORT" ] && return 0
+    sleep 0.025
+  done
+  log "refbackend did not start: $(head -c 300 "$WORK/ref.err")"; return 1
+}
+GRPC_H=(-H 'content-type: application/grpc' -H 'te: trailers')
+QPATH=/pluginv2.Data/QueryData
+if [ ! -x "$REF_BIN" ]; then
+  missing "refbackend binary $REF_BIN"
+elif start_ref && start_server plugin-qd "$PLUGIN_BIN" --standalone --address 127.0.0.1:0; then
+  Q_PID=$SRV_PID Q_PORT=$SRV_PORT URL=http://127.0.0.1:$REF_PORT
+  # The exact /query body the plugin sends for `points:100` (one-shot listener of ours).
+  if ! v=$($PY $QTOOL capture "$Q_PORT" points:100 "$WORK/direct.json"); then missing "capture of the plugin's /query body: $v"; fi
+  sed 's/"points:100"/"points:100?latency=20ms"/' "$WORK/direct.json" >"$WORK/direct20.json"
+  $PY $QTOOL body "$WORK/qd.bin" "$URL" points:100 &&
+    $PY $QTOOL body "$WORK/qd20.bin" "$URL" 'points:100?latency=20ms' || missing "QueryData request bodies"
+  if v=$($PY $QTOOL verify "$Q_PORT" "$WORK/qd.bin"); then Q_VERIFY=$v; else missing "plugin QueryData answer: $v"; fi
+  # --- throughput: warm both, size from the plugin's rate, 2 alternating rounds
+  qd_load() { h2load_run "$1" -n "$2" -c 8 -m 64 -d "$WORK/qd.bin" "${GRPC_H[@]}" "http://127.0.0.1:$Q_PORT$QPATH"; }
+  ref_load() { h2load_run "$1" --h1 -n "$2" -c 8 -m 1 -d "$WORK/direct.json" -H 'content-type: application/json' \
+    "http://127.0.0.1:$REF_PORT/query"; }
+  qd_load qwarm 20000 && qwarm=$HR_RPS
+  ref_load rwarm 20000 && rwarm=$HR_RPS
+  Q_N=$(awk -v r="${qwarm:-10000}" -v s="$BENCH_SECS" 'BEGIN { n = int(r * s / 10000) * 10000;
+      if (n < 30000) n = 30000; if (n > 1000000) n = 1000000; print n }')
+  R_N=$(awk -v r="${rwarm:-10000}" -v s="$BENCH_SECS" 'BEGIN { n = int(r * s / 3 / 10000) * 10000;
+      if (n < 30000) n = 30000; if (n > 1000000) n = 1000000; print n }')
+  q_calls=0 q_ticks=0 qr_ticks=0 r_calls=0 r_ticks=0 ref_seen=0
+  for round in 1 2; do
+    t0=$(cpu_ticks "$REF_PID")
+    if ref_load "r$round" "$R_N"; then
+      t1=$(cpu_ticks "$REF_PID"); r_ticks=$((r_ticks + t1 - t0)); r_calls=$((r_calls + R_N))
+      R_RPS=$(awk -v a="${R_RPS:-0}" -v b="$HR_RPS" 'BEGIN { print (b > a) ? b : a }')
+    fi
+    t0=$(cpu_ticks "$Q_PID") u0=$(cpu_ticks "$REF_PID") s0=$(ref_requests "$REF_PORT")
+    if qd_load "q$round" "$Q_N"; then
+      t1=$(cpu_ticks "$Q_PID") u1=$(cpu_ticks "$REF_PID") s1=$(ref_requests "$REF_PORT")
+      q_ticks=$((q_ticks + t1 - t0)); qr_ticks=$((qr_ticks + u1 - u0)); q_calls=$((q_calls + Q_N))
+      ref_seen=$((ref_seen + s1 - s0 - 1))  # minus our own /_stats request
+      Q_RPS=$(awk -v a="${Q_RPS:-0}" -v b="$HR_RPS" 'BEGIN { print (b > a) ? b : a }')
+    fi
+  done
+  perus() { awk -v t="$1" -v h="$CLK_TCK" -v n="$2" 'BEGIN { printf "%.2f", t / h / n * 1e6 }'; }
+  if [ "$q_calls" -gt 0 ]; then
+    Q_CPU_US=$(perus "$q_ticks" "$q_calls") QR_CPU_US=$(perus "$qr_ticks" "$q_calls")
+    [ "$ref_seen" = "$q_calls" ] || missing "refbackend saw $ref_seen /query requests for $q_calls QueryData calls"
+  fi
+  [ "$r_calls" -gt 0 ] && R_CPU_US=$(perus "$r_ticks" "$r_calls")
+  Q_HANDLED=$($PY $TOOL handled "$Q_PORT" QueryData) || missing "plugin metrics unreadable"
+  ok_count=$(sed -n 's/.*\bOK=\([0-9]*\).*/\1/p' <<<"$Q_HANDLED")
+  want=$((2 + 20000 + q_calls))
+  [ "$ok_count" = "$want" ] || missing "plugin handled QueryData OK=$ok_count, expected $want ($Q_HANDLED)"
+  # --- added latency: 64 in flight on one h2 connection, per-request times from
+  # h2load's log; the same client, 64 keep-alive HTTP/1.1 connections, direct.
+  if h2load_run lat -n 1344 -c 1 -m 64 -d "$WORK/qd20.bin" "${GRPC_H[@]}" --log-file="$WORK/lat.plugin.log" \
+       "http://127.0.0.1:$Q_PORT$QPATH" &&
+     h2load_run latd --h1 -n 1344 -c 64 -m 1 -d "$WORK/direct20.json" -H 'content-type: application/json' \
+       --log-file="$WORK/lat.direct.log" "http://127.0.0.1:$REF_PORT/query"; then
+    read -r L_P50 L_P99 <<<"$(pcts "$WORK/lat.plugin.log")"
+    read -r D_P50 D_P99 <<<"$(pcts "$WORK/lat.direct.log")"
+  fi
+  # one call at a time (no queueing behind 63 others): plugin vs direct
+  if h2load_run seq -n 2000 -c 1 -m 1 -d "$WORK/qd.bin" "${GRPC_H[@]}" --log-file="$WORK/seq.plugin.log" \
+       "http://127.0.0.1:$Q_PORT$QPATH" &&
+     h2load_run seqd --h1 -n 2000 -c 1 -m 1 -d "$WORK/direct.json" -H 'content-type: application/json' \
+       --log-file="$WORK/seq.direct.log" "http://127.0.0.1:$REF_PORT/query"; then
+    read -r S_P50 _ <<<"$(pcts "$WORK/seq.plugin.log")"
+    read -r S_DP50 _ <<<"$(pcts "$WORK/seq.direct.log")"
+  fi
+  [ -n "$L_P50" ] && [ -n "$D_P50" ] || missing "QueryData added latency"
+  [ -n "$S_P50" ] && [ -n "$S_DP50" ] || missing "QueryData single-call latency"
+  kill -0 "$Q_PID" 2>/dev/null || missing "plugin died during the QueryData load"
+  stop_server "$Q_PID"
+  # --- alert storm: a fresh plugin, so VmHWM is the storm's own
+  if start_server plugin-storm "$PLUGIN_BIN" --standalone --address 127.0.0.1:0; then
+    ST_BEFORE=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SRV_PID/status")
+    v=$(timeout 100 $PY $QTOOL storm "$SRV_PORT" "$SRV_PID" "$URL" 1000 4 'sine:1?latency=50ms') ||
+      log "storm: $v"
+    kv6() { sed -n "s/.*\b$1=\([0-9.]*\).*/\1/p" <<<"$v" | head -1; }
+    ST_TOTAL=$(kv6 total_s) ST_SUBMIT=$(kv6 submit_s) ST_OK=$(kv6 ok) ST_FAIL=$(kv6 failures) ST_HWM=$(kv6 hwm_kib)
+    [ -n "$ST_TOTAL" ] && [ -n "$ST_HWM" ] || missing "alert storm: $v"
+    kill -0 "$SRV_PID" 2>/dev/null || missing "plugin died during the alert storm"
+    stop_server "$SRV_PID"
+  else
+    missing "plugin (storm) did not start"
+  fi
+  stop_server "$REF_PID"
+else
+  missing "plugin or refbackend did not start for QueryData"
+fi
+[ -n "$Q_RPS" ] || missing "QueryData calls/s"
+QD_SECS=$((SECONDS - QD_T0))
+[ -n "$R_RPS" ] || missing "refbackend direct calls/s"
+
 # ---- the table -------------------------------------------------------------------
 mib() { [ -n "$1" ] && awk -v k="$1" 'BEGIN { printf "%.2f MiB", k / 1024 }' || echo "n/a"; }
 row() { printf '%-40s | %14s | %14s | %-22s | %s\n' "$@"; }
@@ -227,6 +361,45 @@ echo "Spawn timing: C posix_spawn + pipe, env grafana_plugin_type=datasource, PL
 echo "each child is stopped with SIGTERM and must exit 0. /bin/echo of a handshake line is the cost of"
 echo "exec on this machine. Baseline binary size is bench_floor stripped."
 cat "$WORK/frames.txt"
+
+# ---- third table: QueryData (section 6) --------------------------------------------
+Q_R_RATIO=$( [ -n "$Q_RPS" ] && [ -n "$R_RPS" ] && awk -v p="$Q_RPS" -v f="$R_RPS" 'BEGIN { printf "%.1f", 100 * p / f }')
+Q_F_RATIO=$( [ -n "$Q_RPS" ] && [ -n "$F_RPS" ] && awk -v p="$Q_RPS" -v f="$F_RPS" 'BEGIN { printf "%.1f", 100 * p / f }')
+Q_BUSY=$(busy "$Q_CPU_US" "$Q_RPS") QR_BUSY=$(busy "$QR_CPU_US" "$Q_RPS") R_BUSY=$(busy "$R_CPU_US" "$R_RPS")
+sub() { [ -n "$1" ] && [ -n "$2" ] && echo $(( $1 - $2 )); }
+A_P50=$(sub "$L_P50" "$D_P50") A_P99=$(sub "$L_P99" "$D_P99") S_A50=$(sub "$S_P50" "$S_DP50")
+ST_RATIO=$( [ -n "$ST_TOTAL" ] && awk -v t="$ST_TOTAL" 'BEGIN { printf "%.3f", t / 3.15 }')
+ST_FAIL_OK=$( [ -n "$ST_FAIL" ] && { [ "$ST_FAIL" = 0 ] && echo PASS || echo FAIL; } || echo n/a)
+echo
+echo "QueryData through plugin + refbackend ($REF_BIN), loopback, $(nproc) CPUs shared by client, plugin and backend"
+echo "h2load: $Q_N calls per plugin run (-c 8 -m 64, 1 query points:100 each), $R_N per direct run"
+echo "  (--h1 -c 8 -m 1, the captured /query body), best of 2 alternating runs; floor 2 = CheckHealth vs bench_floor above"
+echo "check: ${Q_VERIFY:-n/a}; plugin handled QueryData: ${Q_HANDLED:-n/a}; section took ${QD_SECS:-?} s"
+echo
+row "metric" "plugin" "baseline" "ratio / goal" "result"
+row "----------------------------------------" "--------------" "--------------" "----------------------" "------"
+row "QueryData calls/s vs refbackend direct" "${Q_RPS:-n/a}" "${R_RPS:-n/a}" "${Q_R_RATIO:-?}% (floor 1)" "info"
+row "QueryData calls/s vs transport floor" "${Q_RPS:-n/a}" "${F_RPS:-n/a}" "${Q_F_RATIO:-?}% (floor 2)" "info"
+row "plugin CPU per QueryData call (us)" "${Q_CPU_US:-n/a}" "${F_CPU_US:-n/a}" "<= 60 us" "$(verdict "$Q_CPU_US" '<=' 60)"
+row "  refbackend CPU/call (us): via, direct" "${QR_CPU_US:-n/a}" "${R_CPU_US:-n/a}" "-" "info"
+row "  CPU busy: plugin | refbk via/direct" "${Q_BUSY:-n/a}" "${QR_BUSY:-n/a}/${R_BUSY:-n/a}" "-" "info"
+row "64 concurrent, latency=20ms: p50 (us)" "${L_P50:-n/a}" "${D_P50:-n/a}" "added ${A_P50:-?} us / < 100" "$(verdict "$A_P50" '<=' 99.999)"
+row "64 concurrent, latency=20ms: p99 (us)" "${L_P99:-n/a}" "${D_P99:-n/a}" "added ${A_P99:-?} us" "info"
+row "one call at a time, points:100: p50 (us)" "${S_P50:-n/a}" "${S_DP50:-n/a}" "added ${S_A50:-?} us" "info"
+row "alert storm 1000 x 4 (50 ms): total (s)" "${ST_TOTAL:-n/a}" "3.15 (ideal)" "${ST_RATIO:-?}x / <= 1.05x" "$(verdict "$ST_RATIO" '<=' 1.05)"
+row "  calls failed (of 1000)" "${ST_FAIL:-n/a}" "-" "0" "$ST_FAIL_OK"
+row "  client submit time for 1000 calls (s)" "${ST_SUBMIT:-n/a}" "-" "client overhead" "info"
+row "  plugin VmHWM after the storm" "$(mib "${ST_HWM:-}")" "$(mib "${ST_BEFORE:-}")" "<= 16 MiB" "$(verdict "${ST_HWM:-}" '<=' 16384)"
+echo
+echo "Notes: floor 1 is the refbackend alone answering the exact /query body the plugin sends (captured);"
+echo "through the plugin the same refbackend also does that work on the same CPUs, so floor 1 bounds the"
+echo "plugin path from above. Latency rows: per-request times from h2load --log-file, the same client for"
+echo "both columns (plugin: 64 streams on one h2 connection; direct: 64 keep-alive HTTP/1.1 connections),"
+echo "1344 calls each; 'added' = plugin percentile - direct percentile (the direct one holds the 20 ms and"
+echo "the backend's own time). The 64 answers arrive together, so the added p50 includes waiting behind"
+echo "the other calls' conversions on one loop. Storm: python grpcio futures on one channel (the submit"
+echo "row is client time), FromAlert=true in the request headers, maxConnections 64, maxConcurrentQueries 4;"
+echo "baseline VmHWM = the fresh process before the storm. CPU row baseline: bench_floor per CheckHealth."
 
 if [ "$MISSING" != 0 ]; then
   echo "bench: some measurements could not be taken (see above)" >&2
