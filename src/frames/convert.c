@@ -188,13 +188,14 @@ static int parse_double(const char *s, size_t n, double *out) {
 
 /* Epoch milliseconds (as JSON number text) to nanoseconds, exactly when integral. */
 static int ms_text_to_ns(const char *s, size_t n, int64_t *ns) {
-    /* Fast path: a plain integer of epoch milliseconds (12 digits cannot
-     * overflow int64 nanoseconds; longer ones take the checked path). */
-    if (n > 0 && n <= 12 + (size_t)(s[0] == '-')) {
+    /* Fast path: a plain integer of epoch milliseconds (today's have 13
+     * digits); the range check keeps ms * 10^6 inside int64. */
+    if (n > 0 && n <= 13 + (size_t)(s[0] == '-')) {
         size_t i = s[0] == '-';
         int64_t ms = 0;
         for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) ms = ms * 10 + (s[i] - '0');
         if (i == n && n > (size_t)(s[0] == '-')) {
+            if (ms > INT64_MAX / 1000000) return -1;
             *ns = (s[0] == '-' ? -ms : ms) * 1000000;
             return 0;
         }
