@@ -68,7 +68,8 @@ struct fetch_req {
     fetch_conn *conn;
     const fetch_handler *h;
     void *arg;
-    buf_t wire;
+    fetch_request rq;           /* the caller's; its memory stays valid until on_done */
+    buf_t wire;                 /* serialised only once a connection is ready */
     uv_timer_t timer;
     uint64_t timeout_ms;
     bool done;
@@ -259,10 +260,7 @@ fetch_req *fetch_start(fetch_pool *p, const fetch_request *rq, const fetch_handl
         snprintf(r->pending_msg, sizeof r->pending_msg,
                  "https:// backends are not supported by this plugin version; use http://");
     }
-    if (r->pending_err == FETCH_OK && build_wire(r, p, rq) != 0) {
-        r->pending_err = FETCH_E_NOMEM;
-        snprintf(r->pending_msg, sizeof r->pending_msg, "out of memory building the request");
-    }
+    r->rq = *rq;
     if (r->pending_err != FETCH_OK) {
         uv_timer_start(&r->timer, on_req_timeout, 0, 0); /* on_done after we return */
         return r;
@@ -442,6 +440,12 @@ static void conn_send(fetch_conn *c) {
     c->parser.data = c;
     uv_timer_stop(&c->timer);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    /* Serialised now, not at fetch_start: queued requests cost no copy. */
+    r->wire.len = 0;
+    if (build_wire(r, c->pool, &r->rq) != 0) {
+        conn_fail(c, FETCH_E_NOMEM, "out of memory building the request");
+        return;
+    }
     uv_buf_t b = uv_buf_init(r->wire.data, (unsigned)r->wire.len);
     int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written);
     if (rc != 0) {

@@ -89,7 +89,10 @@ void fetch_pool_release(fetch_pool *p);
 void fetch_pool_stats(const fetch_pool *p, fetch_stats *out);
 
 /* Starts a request. Returns NULL only when out of memory (nothing called);
- * every other failure arrives through on_done, never before this returns. */
+ * every other failure arrives through on_done, never before this returns.
+ * The request's strings, header array and body are the caller's and must
+ * stay valid until on_done: the bytes are serialised only when a connection
+ * is ready, so a queued request costs no copy. */
 fetch_req *fetch_start(fetch_pool *p, const fetch_request *rq, const fetch_handler *h, void *arg);
 /* Aborts: on_done(FETCH_E_ABORTED) runs before this returns, unless the
  * request already ended. The handle is invalid afterwards. */

@@ -60,6 +60,8 @@ typedef struct {
     call_t *call;
     hnd_env *env;
     inst_t *inst;
+    Pluginv2__CallResourceRequest *req; /* path and body are sent from here */
+    fetch_header *headers;
     fetch_req *fetch;
     uint64_t started_ms;
     int status;
@@ -90,6 +92,8 @@ static void on_done(void *arg, fetch_error err, const char *msg) {
     else reply_json(j->call, err == FETCH_E_TIMEOUT ? 504 : 502, msg, NULL);
     buf_free(&j->body);
     inst_release(j->inst);
+    free(j->headers);
+    protobuf_c_message_free_unpacked(&j->req->base, NULL);
     free(j);
 }
 
@@ -110,11 +114,13 @@ static const char *request_content_type(const Pluginv2__CallResourceRequest *req
     return NULL;
 }
 
-static void proxy(call_t *call, hnd_env *env, const Pluginv2__CallResourceRequest *req, const char *path) {
+/* Takes ownership of req (freed when the proxied request ends). */
+static void proxy(call_t *call, hnd_env *env, Pluginv2__CallResourceRequest *req, const char *path) {
     inst_t *in = inst_get(env->instances, req->plugincontext);
     if (inst_problem(in)) {
         reply_json(call, 400, inst_problem(in), NULL);
         if (in) inst_release(in);
+        protobuf_c_message_free_unpacked(&req->base, NULL);
         return;
     }
     proxy_job *j = calloc(1, sizeof *j);
@@ -123,6 +129,7 @@ static void proxy(call_t *call, hnd_env *env, const Pluginv2__CallResourceReques
         free(j);
         free(h);
         inst_release(in);
+        protobuf_c_message_free_unpacked(&req->base, NULL);
         reply_json(call, 500, "out of memory", NULL);
         return;
     }
@@ -133,6 +140,8 @@ static void proxy(call_t *call, hnd_env *env, const Pluginv2__CallResourceReques
     j->call = call;
     j->env = env;
     j->inst = in;
+    j->req = req;
+    j->headers = h;
     j->started_ms = uv_now(call_loop(call));
     buf_init(&j->body);
     uint64_t timeout = in->timeout_ms;
@@ -142,9 +151,10 @@ static void proxy(call_t *call, hnd_env *env, const Pluginv2__CallResourceReques
                         .body = req->body.data, .body_len = req->body.len, .timeout_ms = timeout};
     call_on_cancel(call, on_cancel, j);
     j->fetch = fetch_start(in->pool, &rq, &proxy_handler, j);
-    free(h); /* fetch_start has serialised the headers */
     if (!j->fetch) {
         inst_release(in);
+        free(h);
+        protobuf_c_message_free_unpacked(&req->base, NULL);
         free(j);
         reply_json(call, 500, "out of memory", NULL);
     }
@@ -161,16 +171,18 @@ void hnd_call_resource(call_t *call, void *arg) {
     bool known = false;
     for (size_t i = 0; i < sizeof known_paths / sizeof known_paths[0]; i++)
         if (strcmp(path, known_paths[i]) == 0) known = true;
+    LOG_DEBUG("resource call", HKV_S("path", path), HKV_S("method", req->method));
+    if (known && strcmp(req->method, "POST") == 0) {
+        proxy(call, env, req, path); /* owns req from here */
+        return;
+    }
     if (!known) {
         snprintf(msg, sizeof msg, "unknown resource path \"%.200s\"; available: metrics, metric-payload-options, "
                                   "variable, tag-keys, tag-values, search", path);
         reply_json(call, 404, msg, NULL);
-    } else if (strcmp(req->method, "POST") != 0) {
+    } else {
         snprintf(msg, sizeof msg, "method %.20s is not allowed on \"%s\"; use POST", req->method, path);
         reply_json(call, 405, msg, "POST");
-    } else {
-        proxy(call, env, req, path);
     }
-    LOG_DEBUG("resource call", HKV_S("path", path), HKV_S("method", req->method));
     protobuf_c_message_free_unpacked(&req->base, NULL);
 }
