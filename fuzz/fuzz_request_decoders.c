@@ -7,7 +7,7 @@
  *   - pack it again (into an exact-size buffer), unpack that, and pack again:
  *     both decodes succeed, both packed sizes agree with what pack wrote, and
  *     the two encodings are byte-identical (re-encoding is stable);
- *   - for the pluginv2 requests, run settings_url()/settings_check_url() on
+ *   - for the pluginv2 requests, run fetch_url_parse() (the settings URL check) on
  *     the plugin context like the handlers do, and check the verdict against
  *     the URL's shape.
  */
@@ -18,7 +18,7 @@
 #include <strings.h>
 
 #include "goplugin.pb-c.h"
-#include "handlers/settings.h"
+#include "fetch/url.h"
 #include "health.pb-c.h"
 #include "pluginv2.pb-c.h"
 
@@ -45,15 +45,16 @@ static uint8_t *pack_exact(const ProtobufCMessage *m, size_t *len) {
 }
 
 static void check_settings(const Pluginv2__PluginContext *ctx) {
-    const char *url = settings_url(ctx);
-    CHECK(url != NULL, "settings_url returned NULL");
+    const Pluginv2__DataSourceInstanceSettings *ds = ctx ? ctx->datasourceinstancesettings : NULL;
+    const char *url = ds && ds->url ? ds->url : "";
     if (!ctx || !ctx->datasourceinstancesettings) CHECK(*url == '\0', "URL without data source settings");
     /* A small message buffer: the check must truncate, never overflow. */
     char small[16], msg[512];
     memset(small, 'x', sizeof small);
-    int r1 = settings_check_url(url, small, sizeof small);
+    fetch_url parsed;
+    int r1 = fetch_url_parse(url, &parsed, small, sizeof small);
     if (r1 != 0) CHECK(memchr(small, '\0', sizeof small) != NULL, "message not terminated");
-    int r = settings_check_url(url, msg, sizeof msg);
+    int r = fetch_url_parse(url, &parsed, msg, sizeof msg);
     CHECK(r == r1, "verdict depends on the message buffer");
     CHECK(r == 0 || r == -1, "verdict %d", r);
     if (r == 0) {

@@ -98,24 +98,11 @@ static uint8_t *queue_message(call_t *c, size_t len) {
     return ch->data + GRPC_PREFIX_LEN;
 }
 
-/* The message is in place: let the stream send it if it is already open. */
-static void message_queued(call_t *c) {
-    if (c->headers_sent) h2s_push(c->sess, c);
-}
-
-int call_send_bytes(call_t *c, const uint8_t *msg, size_t len) {
-    uint8_t *body = queue_message(c, len);
-    if (!body) return -1;
-    if (len) memcpy(body, msg, len);
-    message_queued(c);
-    return 0;
-}
-
 int call_send(call_t *c, const ProtobufCMessage *msg) {
     uint8_t *body = queue_message(c, protobuf_c_message_get_packed_size(msg));
     if (!body) return -1;
     protobuf_c_message_pack(msg, body);
-    message_queued(c);
+    if (c->headers_sent) h2s_push(c->sess, c); /* the stream is open: send it now */
     return 0;
 }
 

@@ -90,7 +90,6 @@ void call_on_stream(call_t *c, call_message_fn on_msg, call_half_close_fn on_hal
 void call_send_headers(call_t *c);
 /* Queues one response message. Returns 0, or -1 (out of memory / gone). */
 int call_send(call_t *c, const ProtobufCMessage *msg);
-int call_send_bytes(call_t *c, const uint8_t *msg, size_t len);
 /* Ends the call with a status; message may be NULL. Releases the call. */
 void call_finish(call_t *c, int status, const char *message);
 /* call_send + call_finish(OK); on a send failure finishes with INTERNAL. */

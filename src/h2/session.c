@@ -122,11 +122,6 @@ void h2s_push(h2_session *s, call_t *c) {
     conn_request_flush(s->conn);
 }
 
-void h2s_reset_stream(h2_session *s, call_t *c, uint32_t error_code) {
-    nghttp2_submit_rst_stream(s->ng, NGHTTP2_FLAG_NONE, c->stream_id, error_code);
-    conn_request_flush(s->conn);
-}
-
 static ssize_t data_read_cb(nghttp2_session *ng, int32_t stream_id, uint8_t *buf, size_t length,
                             uint32_t *flags, nghttp2_data_source *src, void *user) {
     (void)ng; (void)stream_id; (void)buf;

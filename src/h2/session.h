@@ -71,6 +71,5 @@ void h2_server_handler_done(h2_server *srv);
 /* Submits the response for c in its current state (trailers-only, headers +
  * data, or resumes deferred data), then asks the connection to flush. */
 void h2s_push(h2_session *s, call_t *c);
-void h2s_reset_stream(h2_session *s, call_t *c, uint32_t error_code);
 
 #endif

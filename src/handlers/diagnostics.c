@@ -15,7 +15,6 @@
 #include "handlers.h"
 #include "instance.h"
 #include "pluginv2.pb-c.h"
-#include "settings.h"
 
 typedef struct {
     call_t *call;

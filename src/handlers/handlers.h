@@ -18,7 +18,6 @@
 #include "../loop/server.h"
 #include "backend_stats.h"
 #include "instance.h"
-#include "settings.h"
 
 typedef struct {
     const char *plugin_id;

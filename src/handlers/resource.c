@@ -15,7 +15,6 @@
 #include "instance.h"
 #include "handlers.h"
 #include "pluginv2.pb-c.h"
-#include "settings.h"
 
 static const char *const known_paths[] = {"metrics", "metric-payload-options", "variable",
                                           "tag-keys", "tag-values", "search"};

@@ -7,7 +7,7 @@
 #include <cmocka.h>
 
 #include "h2/router.h"
-#include "handlers/settings.h"
+#include "fetch/url.h"
 
 static void noop(struct call *c, void *ctx) { (void)c; (void)ctx; }
 
@@ -53,10 +53,11 @@ static void split(void **state) {
 static void url_checks(void **state) {
     (void)state;
     char msg[512];
+    fetch_url u;
     const char *good[] = {"http://metrics:8080", "https://m.internal/api/v1", "http://[::1]:9000/x",
                           "HTTP://upper.case", "http://h/"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
-        if (settings_check_url(good[i], msg, sizeof msg) != 0) fail_msg("%s rejected: %s", good[i], msg);
+        if (fetch_url_parse(good[i], &u, msg, sizeof msg) != 0) fail_msg("%s rejected: %s", good[i], msg);
     struct { const char *url, *words; } bad[] = {
         {"", "no backend configured"},
         {"metrics:8080", "http:// or https://"},
@@ -71,11 +72,11 @@ static void url_checks(void **state) {
         {"http://[::1", "IPv6"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        assert_int_equal(settings_check_url(bad[i].url, msg, sizeof msg), -1);
+        assert_int_equal(fetch_url_parse(bad[i].url, &u, msg, sizeof msg), -1);
         if (!strstr(msg, bad[i].words)) fail_msg("%s: message \"%s\" lacks \"%s\"", bad[i].url, msg, bad[i].words);
     }
     /* Secrets in a URL are never echoed back. */
-    settings_check_url("http://user:secret@h", msg, sizeof msg);
+    fetch_url_parse("http://user:secret@h", &u, msg, sizeof msg);
     assert_null(strstr(msg, "secret"));
 }
 
