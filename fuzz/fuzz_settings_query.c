@@ -86,9 +86,17 @@ static void fuzz_query(const uint8_t *data, size_t size) {
     if (!m.hide) {
         CHECK(m.target && *m.target, "a built query has a target");
         json_error_t jerr;
-        json_t *body = json_loads(m.body, 0, &jerr);
+        json_t *body = json_loads(m.body, JSON_ALLOW_NUL, &jerr); /* yajl takes \u0000 */
         CHECK(body != NULL, "request body is not JSON: %s", jerr.text);
-        CHECK(json_is_array(json_object_get(body, "targets")), "request body has no targets array");
+        json_t *targets = json_object_get(body, "targets");
+        CHECK(json_is_array(targets) && json_array_size(targets) == 1, "request body needs one target: %s", m.body);
+        json_t *model = json_array_get(targets, 0);
+        const char *t = json_string_value(json_object_get(model, "target"));
+        CHECK(t && strcmp(t, m.target) == 0, "the body's target differs from the built one: %s", m.body);
+        const char *ref = json_string_value(json_object_get(model, "refId"));
+        CHECK(ref && strcmp(ref, "A") == 0, "the body's refId is not ours: %s", m.body);
+        CHECK(json_object_get(model, "datasource") == NULL, "the model's datasource reached the backend: %s", m.body);
+        CHECK(json_object_get(model, "payload") != NULL, "the body has no payload: %s", m.body);
         json_decref(body);
     }
     qm_free(&m);
