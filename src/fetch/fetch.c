@@ -447,7 +447,15 @@ static void conn_send(fetch_conn *c) {
         return;
     }
     uv_buf_t b = uv_buf_init(r->wire.data, (unsigned)r->wire.len);
-    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+    /* A direct write first: libuv's queued path re-arms epoll (one more
+     * syscall) after every write it completes. */
+    int rc = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (rc == (int)r->wire.len) return;
+    if (rc >= 0 || rc == UV_EAGAIN) {
+        size_t done = rc > 0 ? (size_t)rc : 0;
+        b = uv_buf_init(r->wire.data + done, (unsigned)(r->wire.len - done));
+        rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+    }
     if (rc != 0) {
         char msg[FETCH_MSG_MAX];
         snprintf(msg, sizeof msg, "sending the request to %s failed: %s", c->pool->hostport, uv_strerror(rc));

@@ -19,7 +19,10 @@ size_t conn_pending_bytes(const conn_t *c) { return c->out_len + (c->writing ? c
 int conn_reserve(conn_t *c, size_t len, uint8_t **where) {
     if (c->closing) return -1;
     /* Always take at least one frame so a slow peer still makes progress. */
-    if (c->out_len > 0 && conn_pending_bytes(c) + len > CONN_OUT_HIGH) return CONN_WOULDBLOCK;
+    if (c->out_len > 0 && conn_pending_bytes(c) + len > CONN_OUT_HIGH) {
+        c->held_back = true;
+        return CONN_WOULDBLOCK;
+    }
     if (c->out_len + len > c->out_cap) {
         size_t cap = c->out_cap ? c->out_cap : 16384;
         while (cap < c->out_len + len) cap *= 2;
@@ -51,17 +54,32 @@ static void update_reading(conn_t *c) {
     }
 }
 
-static void start_write(conn_t *c) {
-    if (c->writing || c->out_len == 0 || c->closing) return;
+/* Returns true when everything pending went out at once. */
+static bool start_write(conn_t *c) {
+    if (c->writing || c->out_len == 0 || c->closing) return c->out_len == 0;
+    /* A direct write first: libuv's queued path re-arms epoll (one more
+     * syscall) after every write it completes. */
+    uv_buf_t b = uv_buf_init((char *)c->out, (unsigned)c->out_len);
+    int n = uv_try_write(&c->h.stream, &b, 1);
+    if (n == (int)c->out_len) {
+        c->out_len = 0;
+        return true;
+    }
+    if (n < 0 && n != UV_EAGAIN) {
+        LOG_DEBUG("connection write failed", HKV_I("conn", c->id), HKV_S("error", uv_strerror(n)));
+        conn_close(c);
+        return false;
+    }
+    size_t done = n > 0 ? (size_t)n : 0;
     uint8_t *tb = c->wbuf;
     size_t tcap = c->wbuf_cap;
     c->wbuf = c->out;
     c->wbuf_cap = c->out_cap;
-    c->wbuf_len = c->out_len;
+    c->wbuf_len = c->out_len - done;
     c->out = tb;
     c->out_cap = tcap;
     c->out_len = 0;
-    uv_buf_t b = uv_buf_init((char *)c->wbuf, (unsigned)c->wbuf_len);
+    b = uv_buf_init((char *)c->wbuf + done, (unsigned)c->wbuf_len);
     int r = uv_write(&c->wreq, &c->h.stream, &b, 1, on_write_done);
     /* Bytes left in the kernel-full socket: the stall clock starts. */
     if (r == 0 && c->h.stream.write_queue_size > 0 && c->stalled_since_ms == 0)
@@ -69,16 +87,22 @@ static void start_write(conn_t *c) {
     if (r != 0) {
         LOG_DEBUG("connection write failed", HKV_I("conn", c->id), HKV_S("error", uv_strerror(r)));
         conn_close(c);
-        return;
+        return false;
     }
     c->writing = true;
+    return false;
 }
 
 void conn_flush_now(conn_t *c) {
     c->flush_queued = false;
     if (c->closing) return;
-    if (c->proto_vt->on_flush(c->proto) != 0) c->close_when_flushed = true;
-    start_write(c);
+    /* While the socket takes everything at once, let the protocol refill
+     * what the high-water mark held back (bounded: the loop stays fair). */
+    for (int round = 0; round < 8; round++) {
+        c->held_back = false;
+        if (c->proto_vt->on_flush(c->proto) != 0) c->close_when_flushed = true;
+        if (!start_write(c) || !c->held_back || c->closing) break;
+    }
     update_reading(c);
     if (c->closing) return;
     bool idle = !c->writing && c->out_len == 0;

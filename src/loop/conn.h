@@ -70,6 +70,7 @@ struct conn {
     bool closing;
     bool flush_queued;
     bool close_when_flushed;
+    bool held_back;           /* conn_reserve refused bytes since the last flush round */
     conn_t *next_flush;  /* server's flush queue */
     conn_t *prev, *next; /* server's connection list */
 };
