@@ -364,8 +364,18 @@ int qm_build(const Pluginv2__DataQuery *q, qm_query *out, char *err, size_t cap)
         snprintf(err, cap, "out of memory building the request");
         goto fail;
     }
-    out->body = body.data;
-    out->target = target.data;
+    /* Queued queries keep their body until a connection frees up (an alert
+     * storm holds thousands): give back the growth slack. */
+    char *fit = realloc(body.data, body.len + 1);
+    out->body = fit ? fit : body.data;
+    out->target = strndup(target.data, target.len);
+    buf_free(&target);
+    if (!out->target) {
+        free(out->body);
+        out->body = NULL;
+        snprintf(err, cap, "out of memory building the request");
+        return -1;
+    }
     return 0;
 fail:
     buf_free(&body);

@@ -559,6 +559,9 @@ static void on_connected(uv_connect_t *req, int status) {
         if (c->closing) maybe_finish_close(c);
         return;
     }
+    /* A call is HEADERS then DATA: with Nagle on, the DATA write would wait
+     * for the server's (delayed) ACK of the HEADERS. */
+    if (c->ep.net == PP_NET_TCP) uv_tcp_nodelay(&c->io.tcp, 1);
     nghttp2_session_callbacks *cbs;
     if (nghttp2_session_callbacks_new(&cbs) != 0) {
         c->dead = true;
