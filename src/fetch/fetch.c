@@ -6,6 +6,13 @@
  *
  * Failures found inside llhttp callbacks are recorded and acted on after
  * llhttp_execute returns, so the parser is never torn down mid-call.
+ *
+ * https: on_read hands ciphertext to the connection's TLS session and the
+ * plaintext it yields to the same llhttp path as http; requests are
+ * encrypted into the connection's ciphertext buffer, which is written with
+ * uv_try_write and, for what the socket does not take, one uv_write at a
+ * time (handshake messages and requests share that queue). http:// never
+ * touches any of it.
  */
 #include "fetch.h"
 
@@ -18,6 +25,7 @@
 
 #include "../log/hclog.h"
 #include "../util/buf.h"
+#include "tls.h"
 
 /* Room for a message naming host:port (up to 300 bytes) and a cause. */
 #define FETCH_MSG_MAX 768
@@ -38,6 +46,7 @@ struct fetch_pool {
     size_t nconns;              /* connections holding a slot */
     fetch_req *queue_head, *queue_tail;
     fetch_stats stats;
+    tls_ctx *tls;               /* https only; owned */
 };
 
 struct fetch_conn {
@@ -61,6 +70,11 @@ struct fetch_conn {
     fetch_error fail_err;       /* set inside llhttp callbacks */
     char fail_msg[FETCH_MSG_MAX];
     fetch_conn *next_idle;
+    /* https only */
+    tls_conn *tls;
+    buf_t tx, txw;              /* ciphertext to send / being sent by uv_write */
+    bool tx_writing;
+    bool tcp_connected;         /* a timeout now means the TLS handshake */
 };
 
 struct fetch_req {
@@ -94,7 +108,8 @@ static void conn_send(fetch_conn *c);
 
 const char *fetch_error_name(fetch_error e) {
     static const char *const names[] = {"ok", "dns", "connect", "timeout", "io", "protocol",
-                                        "too_large", "aborted", "invalid", "nomem"};
+                                        "too_large", "aborted", "invalid", "tls_unknown_ca", "tls_name",
+                                        "tls_expired", "tls_client_cert", "tls", "nomem"};
     return (unsigned)e < sizeof names / sizeof names[0] ? names[e] : "unknown";
 }
 
@@ -111,20 +126,34 @@ bool fetch_header_ok(const char *name, const char *value) {
 
 static void pool_unref(fetch_pool *p) {
     if (--p->refs > 0) return;
+    tls_ctx_free(p->tls);
     free(p->user_agent);
     free(p);
 }
 
 fetch_pool *fetch_pool_new(uv_loop_t *loop, const fetch_url *url, const fetch_limits *limits) {
     fetch_pool *p = calloc(1, sizeof *p);
-    if (!p) return NULL;
+    if (!p) { tls_ctx_free(limits->tls); return NULL; }
     p->loop = loop;
     p->url = *url;
     p->lim = *limits;
+    p->lim.tls = NULL;
+    p->tls = limits->tls;
     if (p->lim.max_connections == 0) p->lim.max_connections = 1;
     p->user_agent = strdup(limits->user_agent ? limits->user_agent : "gpx-inhouse");
-    if (!p->user_agent) { free(p); return NULL; }
+    if (!p->user_agent) { tls_ctx_free(p->tls); free(p); return NULL; }
     p->lim.user_agent = p->user_agent;
+    if (url->tls && !p->tls) {
+        tls_input bad;
+        char err[256];
+        p->tls = tls_ctx_client(&(tls_client_config){0}, &bad, err, sizeof err);
+        if (!p->tls) {
+            LOG_ERROR("cannot create a TLS context", HKV_S("error", err));
+            free(p->user_agent);
+            free(p);
+            return NULL;
+        }
+    }
     fetch_url_hostport(url, p->hostport, sizeof p->hostport);
     p->refs = 1;
     return p;
@@ -145,6 +174,10 @@ void fetch_pool_release(fetch_pool *p) {
 void fetch_pool_stats(const fetch_pool *p, fetch_stats *out) {
     *out = p->stats;
     out->open = p->nconns;
+    unsigned long long resumed, full;
+    tls_ctx_counts(p->tls, &resumed, &full);
+    out->tls_resumed = resumed;
+    out->tls_full = full;
 }
 
 /* ---- requests ---------------------------------------------------------- */
@@ -255,11 +288,6 @@ fetch_req *fetch_start(fetch_pool *p, const fetch_request *rq, const fetch_handl
         r->pending_err = FETCH_E_INVALID;
         snprintf(r->pending_msg, sizeof r->pending_msg, "request path or method contains forbidden characters");
     }
-    if (r->pending_err == FETCH_OK && p->url.tls) {
-        r->pending_err = FETCH_E_INVALID;
-        snprintf(r->pending_msg, sizeof r->pending_msg,
-                 "https:// backends are not supported by this plugin version; use http://");
-    }
     r->rq = *rq;
     if (r->pending_err != FETCH_OK) {
         uv_timer_start(&r->timer, on_req_timeout, 0, 0); /* on_done after we return */
@@ -293,6 +321,9 @@ static void conn_maybe_free(fetch_conn *c) {
     if (c->closing_handles > 0 || c->gai_pending) return;
     fetch_pool *p = c->pool;
     if (c->addrs) uv_freeaddrinfo(c->addrs);
+    tls_conn_free(c->tls);
+    buf_free(&c->tx);
+    buf_free(&c->txw);
     free(c);
     pool_unref(p);
 }
@@ -312,6 +343,15 @@ static void conn_close(fetch_conn *c) {
     }
     c->state = C_CLOSING;
     p->nconns--;
+    if (c->tls && c->tcp_open && !c->tx_writing && tls_handshake_done(c->tls)) {
+        /* Say goodbye properly when it costs nothing: one direct write. */
+        tls_close_notify(c->tls);
+        c->tx.len = 0;
+        if (tls_out_take(c->tls, &c->tx) == 0 && c->tx.len) {
+            uv_buf_t b = uv_buf_init(c->tx.data, (unsigned)c->tx.len);
+            (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        }
+    }
     if (c->gai_pending) uv_cancel((uv_req_t *)&c->gai);
     c->closing_handles += 1 + (c->tcp_open ? 1 : 0);
     if (c->tcp_open) uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
@@ -354,53 +394,63 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
     b->len = sizeof buf;
 }
 
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
-    fetch_conn *c = s->data;
-    if (n == 0) return;
+/* The socket ended (n < 0: UV_EOF or an error), or TLS said close_notify. */
+static void conn_eof(fetch_conn *c, ssize_t n) {
     fetch_req *r = c->req;
     char msg[FETCH_MSG_MAX];
-    if (n < 0) {
-        if (!r) { conn_close(c); return; } /* idle connection closed by the backend */
-        if (c->reused && !c->got_bytes && !r->retried) {
-            /* The backend dropped a kept-alive connection just as we reused
-             * it: nothing was answered, so send the request again once. */
-            fetch_pool *p = c->pool;
-            r->retried = true;
-            c->req = NULL;
-            r->conn = NULL;
-            p->stats.active--;
-            r->queued = true;
-            r->next = p->queue_head;
-            p->queue_head = r;
-            if (!p->queue_tail) p->queue_tail = r;
-            p->stats.queued++;
-            p->refs++;
-            conn_close(c);
-            dispatch(p);
-            pool_unref(p);
-            return;
-        }
-        llhttp_errno_t e = n == UV_EOF ? llhttp_finish(&c->parser) : HPE_OK;
-        if (n == UV_EOF && e == HPE_OK && c->message_done) return;
-        if (r->body_bytes || llhttp_get_status_code(&c->parser))
-            snprintf(msg, sizeof msg, "%s closed the connection in the middle of the response (%s after %zu body bytes)",
-                     c->pool->hostport, n == UV_EOF ? "end of stream" : uv_strerror((int)n), r->body_bytes);
-        else
-            snprintf(msg, sizeof msg, "%s closed the connection without answering (%s)", c->pool->hostport,
-                     n == UV_EOF ? "end of stream" : uv_strerror((int)n));
-        conn_fail(c, FETCH_E_IO, msg);
+    if (!r) { conn_close(c); return; } /* idle connection closed by the backend */
+    if (c->tls && !tls_handshake_done(c->tls)) {
+        snprintf(msg, sizeof msg,
+                 "%s closed the connection during the TLS handshake (%s): is it a TLS server, and does it want a "
+                 "client certificate?",
+                 c->pool->hostport, n == UV_EOF ? "end of stream" : uv_strerror((int)n));
+        conn_fail(c, FETCH_E_TLS, msg);
         return;
     }
+    if (c->reused && !c->got_bytes && !r->retried) {
+        /* The backend dropped a kept-alive connection just as we reused
+         * it: nothing was answered, so send the request again once. */
+        fetch_pool *p = c->pool;
+        r->retried = true;
+        c->req = NULL;
+        r->conn = NULL;
+        p->stats.active--;
+        r->queued = true;
+        r->next = p->queue_head;
+        p->queue_head = r;
+        if (!p->queue_tail) p->queue_tail = r;
+        p->stats.queued++;
+        p->refs++;
+        conn_close(c);
+        dispatch(p);
+        pool_unref(p);
+        return;
+    }
+    llhttp_errno_t e = n == UV_EOF ? llhttp_finish(&c->parser) : HPE_OK;
+    if (n == UV_EOF && e == HPE_OK && c->message_done) return;
+    if (r->body_bytes || llhttp_get_status_code(&c->parser))
+        snprintf(msg, sizeof msg, "%s closed the connection in the middle of the response (%s after %zu body bytes)",
+                 c->pool->hostport, n == UV_EOF ? "end of stream" : uv_strerror((int)n), r->body_bytes);
+    else
+        snprintf(msg, sizeof msg, "%s closed the connection without answering (%s)", c->pool->hostport,
+                 n == UV_EOF ? "end of stream" : uv_strerror((int)n));
+    conn_fail(c, FETCH_E_IO, msg);
+}
+
+/* Response bytes (plaintext) for the current request. */
+static void conn_input(fetch_conn *c, const char *data, size_t n) {
+    fetch_req *r = c->req;
+    char msg[FETCH_MSG_MAX];
     if (!r) { conn_close(c); return; } /* bytes nobody asked for */
     c->got_bytes = true;
-    llhttp_errno_t e = llhttp_execute(&c->parser, b->base, (size_t)n);
+    llhttp_errno_t e = llhttp_execute(&c->parser, data, n);
     if (c->fail_err != FETCH_OK) {
         conn_fail(c, c->fail_err, c->fail_msg);
         return;
     }
     if (e == HPE_PAUSED && c->message_done) {
         const char *stop = llhttp_get_error_pos(&c->parser);
-        bool extra = stop && stop < b->base + n;
+        bool extra = stop && stop < data + n;
         fetch_pool *p = c->pool;
         p->refs++;
         if (extra) c->keep_alive = false; /* unsolicited bytes: do not trust this connection */
@@ -419,6 +469,100 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
                  llhttp_get_error_reason(&c->parser) ? llhttp_get_error_reason(&c->parser) : llhttp_errno_name(e));
         conn_fail(c, FETCH_E_PROTOCOL, msg);
     }
+}
+
+/* ---- TLS ------------------------------------------------------------------ */
+
+static void on_tls_written(uv_write_t *w, int status);
+
+/* Puts the ciphertext the session produced on the socket: directly when it
+ * takes it, else one uv_write at a time (the next batch waits in tx). */
+static void conn_tls_flush(fetch_conn *c) {
+    if (c->state == C_CLOSING || c->tx_writing) return;
+    if (tls_out_take(c->tls, &c->tx) != 0) {
+        conn_fail(c, FETCH_E_NOMEM, "out of memory encrypting the request");
+        return;
+    }
+    if (c->tx.len == 0) return;
+    uv_buf_t b = uv_buf_init(c->tx.data, (unsigned)c->tx.len);
+    int rc = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (rc == (int)c->tx.len) { c->tx.len = 0; return; }
+    if (rc >= 0 || rc == UV_EAGAIN) {
+        size_t done = rc > 0 ? (size_t)rc : 0;
+        buf_t t = c->txw; /* the unsent rest goes out from txw while tx refills */
+        c->txw = c->tx;
+        c->tx = t;
+        c->tx.len = 0;
+        b = uv_buf_init(c->txw.data + done, (unsigned)(c->txw.len - done));
+        rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_tls_written);
+        if (rc == 0) { c->tx_writing = true; return; }
+    }
+    char msg[FETCH_MSG_MAX];
+    snprintf(msg, sizeof msg, "sending to %s failed: %s", c->pool->hostport, uv_strerror(rc));
+    conn_fail(c, FETCH_E_IO, msg);
+}
+
+static void on_tls_written(uv_write_t *w, int status) {
+    fetch_conn *c = w->data;
+    c->tx_writing = false;
+    c->txw.len = 0;
+    if (c->state == C_CLOSING) return;
+    if (status != 0) {
+        char msg[FETCH_MSG_MAX];
+        snprintf(msg, sizeof msg, "sending to %s failed: %s", c->pool->hostport, uv_strerror(status));
+        conn_fail(c, FETCH_E_IO, msg);
+        return;
+    }
+    conn_tls_flush(c);
+}
+
+/* The session failed: the user learns which check failed, on which server. */
+static void conn_tls_fail(fetch_conn *c) {
+    char why[512], msg[FETCH_MSG_MAX];
+    tls_error te = tls_failure(c->tls, why, sizeof why);
+    fetch_error err = te == TLS_E_UNKNOWN_CA    ? FETCH_E_TLS_UNKNOWN_CA
+                      : te == TLS_E_NAME        ? FETCH_E_TLS_NAME
+                      : te == TLS_E_EXPIRED     ? FETCH_E_TLS_EXPIRED
+                      : te == TLS_E_CLIENT_CERT ? FETCH_E_TLS_CLIENT_CERT
+                                                : FETCH_E_TLS;
+    snprintf(msg, sizeof msg, "TLS with %s failed: %.440s", c->pool->hostport, why);
+    conn_tls_flush(c); /* the alert that tells the server why */
+    conn_fail(c, err, msg);
+}
+
+/* Ciphertext from the socket: advance the handshake, then hand the
+ * plaintext to llhttp exactly as an http connection would. */
+static void conn_tls_input(fetch_conn *c, const char *data, size_t n) {
+    static char plain[65536]; /* consumed synchronously by conn_input */
+    if (tls_feed(c->tls, data, n) != 0) {
+        conn_fail(c, FETCH_E_NOMEM, "out of memory reading the response");
+        return;
+    }
+    if (!tls_handshake_done(c->tls)) {
+        tls_status st = tls_handshake(c->tls);
+        if (st == TLS_FAILED) { conn_tls_fail(c); return; }
+        conn_tls_flush(c);
+        if (st == TLS_AGAIN || c->state == C_CLOSING) return;
+        if (c->req) conn_send(c);
+        else conn_to_idle(c); /* its request was aborted meanwhile */
+    }
+    while (c->state != C_CLOSING) {
+        size_t got = 0;
+        tls_status st = tls_read(c->tls, plain, sizeof plain, &got);
+        if (st == TLS_DONE) { conn_input(c, plain, got); continue; }
+        if (st == TLS_AGAIN) { conn_tls_flush(c); return; }
+        if (st == TLS_CLOSED) { conn_eof(c, UV_EOF); return; }
+        conn_tls_fail(c);
+        return;
+    }
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+    fetch_conn *c = s->data;
+    if (n == 0 || c->state == C_CLOSING) return;
+    if (n < 0) conn_eof(c, n);
+    else if (c->tls) conn_tls_input(c, b->base, (size_t)n);
+    else conn_input(c, b->base, (size_t)n);
 }
 
 static void on_written(uv_write_t *w, int status) {
@@ -446,6 +590,11 @@ static void conn_send(fetch_conn *c) {
         conn_fail(c, FETCH_E_NOMEM, "out of memory building the request");
         return;
     }
+    if (c->tls) {
+        if (tls_write(c->tls, r->wire.data, r->wire.len) != TLS_DONE) conn_tls_fail(c);
+        else conn_tls_flush(c);
+        return;
+    }
     uv_buf_t b = uv_buf_init(r->wire.data, (unsigned)r->wire.len);
     /* A direct write first: libuv's queued path re-arms epoll (one more
      * syscall) after every write it completes. */
@@ -465,6 +614,19 @@ static void conn_send(fetch_conn *c) {
 
 static void try_connect(fetch_conn *c);
 
+/* Connected: the TLS handshake begins with our ClientHello. */
+static void conn_tls_start(fetch_conn *c) {
+    c->tcp_connected = true;
+    c->tls = tls_conn_new(c->pool->tls, c->pool->url.host);
+    if (!c->tls) {
+        conn_fail(c, FETCH_E_NOMEM, "out of memory starting TLS");
+        return;
+    }
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (tls_handshake(c->tls) == TLS_FAILED) conn_tls_fail(c);
+    else conn_tls_flush(c);
+}
+
 /* The socket of a failed attempt is closed: try the host's next address. */
 static void on_retry_closed(uv_handle_t *h) {
     fetch_conn *c = h->data;
@@ -478,7 +640,8 @@ static void on_connected(uv_connect_t *cr, int status) {
     if (c->state == C_CLOSING) return;
     if (status == 0) {
         uv_tcp_nodelay(&c->tcp, 1);
-        if (c->req) conn_send(c);
+        if (c->pool->tls) conn_tls_start(c);
+        else if (c->req) conn_send(c);
         else conn_to_idle(c); /* its request was aborted meanwhile */
         return;
     }
@@ -535,7 +698,8 @@ static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res) {
 static void on_connect_timeout(uv_timer_t *t) {
     fetch_conn *c = t->data;
     char msg[FETCH_MSG_MAX];
-    snprintf(msg, sizeof msg, "connecting to %s timed out after %llu ms", c->pool->hostport,
+    snprintf(msg, sizeof msg, "%s %s timed out after %llu ms",
+             c->tcp_connected ? "the TLS handshake with" : "connecting to", c->pool->hostport,
              (unsigned long long)c->pool->lim.connect_timeout_ms);
     conn_fail(c, FETCH_E_TIMEOUT, msg);
 }

@@ -11,7 +11,12 @@
  *
  * Timeouts: DNS + connect (connect_timeout_ms), the whole request
  * (timeout_ms, per request), idle keep-alive connections (idle_timeout_ms).
- * All callbacks run on the loop thread. https:// is not spoken yet.
+ * All callbacks run on the loop thread.
+ *
+ * https://: TLS through src/fetch/tls.h on the same loop (memory BIOs, no
+ * blocking handshake). The handshake counts as part of connecting; the
+ * pool's TLS context (verification settings, client certificate) is shared
+ * by its connections, which resume the last session the server gave.
  */
 #ifndef FETCH_H
 #define FETCH_H
@@ -32,7 +37,12 @@ typedef enum {
     FETCH_E_PROTOCOL,     /* not a valid HTTP/1.1 response */
     FETCH_E_TOO_LARGE,    /* body over max_response_bytes */
     FETCH_E_ABORTED,      /* fetch_abort, or the consumer refused the body */
-    FETCH_E_INVALID,      /* bad request (header injection, TLS not supported) */
+    FETCH_E_INVALID,      /* bad request (header injection) */
+    FETCH_E_TLS_UNKNOWN_CA,   /* the server's certificate chain leads to no trusted CA */
+    FETCH_E_TLS_NAME,         /* the certificate is not for the host (or serverName) */
+    FETCH_E_TLS_EXPIRED,      /* a certificate expired or is not valid yet */
+    FETCH_E_TLS_CLIENT_CERT,  /* the server requires or rejected our client certificate */
+    FETCH_E_TLS,              /* any other TLS failure (not TLS at all, no common cipher, ...) */
     FETCH_E_NOMEM
 } fetch_error;
 
@@ -42,6 +52,9 @@ typedef struct {
     size_t max_connections;
     size_t max_response_bytes;
     const char *user_agent;
+    /* https only: the TLS context (tls.h). fetch_pool_new takes it over, also
+     * when it fails; NULL = verify against the system store, no client cert. */
+    struct tls_ctx *tls;
 } fetch_limits;
 
 typedef struct {
@@ -80,6 +93,8 @@ typedef struct {
     size_t open;       /* connections now */
     size_t active;     /* requests using a connection now */
     size_t queued;     /* requests waiting for one */
+    uint64_t tls_full;     /* TLS handshakes that were full */
+    uint64_t tls_resumed;  /* ... that resumed the pool's last session */
 } fetch_stats;
 
 fetch_pool *fetch_pool_new(uv_loop_t *loop, const fetch_url *url, const fetch_limits *limits);
