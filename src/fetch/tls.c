@@ -201,7 +201,7 @@ static int add_pem_certs(X509_STORE *st, const char *pem, char *err, size_t cap)
     }
     unsigned long e = ERR_peek_last_error();
     bool clean_end = ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE;
-    if (n == 0) snprintf(err, cap, "no PEM certificate found (it must contain -----BEGIN CERTIFICATE-----)");
+    if (n == 0) snprintf(err, cap, "no PEM certificate found (expected a block that begins with BEGIN CERTIFICATE)");
     else if (!clean_end) snprintf(err, cap, "certificate %d is not valid PEM (%s)", n + 1, openssl_reason());
     BIO_free(b);
     return n > 0 && clean_end ? n : -1;
@@ -214,7 +214,7 @@ static int use_cert_and_key(SSL_CTX *ctx, const char *cert_pem, const char *key_
     X509 *x = b ? PEM_read_bio_X509(b, NULL, no_passphrase, NULL) : NULL;
     *bad = TLS_IN_CERT;
     if (!x) {
-        snprintf(err, cap, "no PEM certificate found (it must contain -----BEGIN CERTIFICATE-----)");
+        snprintf(err, cap, "no PEM certificate found (expected a block that begins with BEGIN CERTIFICATE)");
         BIO_free(b);
         return -1;
     }
@@ -243,7 +243,7 @@ static int use_cert_and_key(SSL_CTX *ctx, const char *cert_pem, const char *key_
         if (strstr(key_pem, "ENCRYPTED"))
             snprintf(err, cap, "the private key is protected by a passphrase; provide it unencrypted (PEM)");
         else
-            snprintf(err, cap, "no PEM private key found (it must contain -----BEGIN PRIVATE KEY----- or similar)");
+            snprintf(err, cap, "no PEM private key found (expected a block that begins with BEGIN PRIVATE KEY or similar)");
         return -1;
     }
     ok = SSL_CTX_use_PrivateKey(ctx, k);

@@ -195,6 +195,9 @@ static void on_done(void *arg, fetch_error err, const char *msg) {
         slot_fail(s, 502, "downstream", text);
     } else if (err == FETCH_E_NOMEM) {
         slot_fail(s, 500, "plugin", msg);
+    } else if (inst_tls_hint(err)) {
+        snprintf(text, sizeof text, "%s: %s", msg, inst_tls_hint(err));
+        slot_fail(s, 502, "downstream", text);
     } else {
         slot_fail(s, 502, "downstream", msg);
     }

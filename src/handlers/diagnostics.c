@@ -116,6 +116,12 @@ static void on_done(void *arg, fetch_error err, const char *msg) {
     case FETCH_E_TIMEOUT:
         snprintf(text, sizeof text, "%s: check the URL and any firewall in between, or raise \"timeout\"", msg);
         break;
+    case FETCH_E_TLS_UNKNOWN_CA:
+    case FETCH_E_TLS_NAME:
+    case FETCH_E_TLS_EXPIRED:
+    case FETCH_E_TLS_CLIENT_CERT:
+        snprintf(text, sizeof text, "%s: %s", msg, inst_tls_hint(err));
+        break;
     default:
         snprintf(text, sizeof text, "%s", msg);
         break;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../fetch/tls.h"
 #include "../log/hclog.h"
 #include "../util/buf.h"
 
@@ -24,6 +25,7 @@ static void inst_free(inst_t *in) {
         free((char *)in->headers[i].value);
     }
     free(in->headers);
+    tls_ctx_free(in->tls);
     if (in->pool) fetch_pool_release(in->pool);
     free(in->key);
     free(in->config_fingerprint);
@@ -34,6 +36,22 @@ static void inst_free(inst_t *in) {
 
 const char *inst_problem(const inst_t *in) {
     return in ? in->problem : FETCH_URL_MISSING;
+}
+
+const char *inst_tls_hint(fetch_error err) {
+    switch (err) {
+    case FETCH_E_TLS_UNKNOWN_CA:
+        return "set the CA certificate or enable skip-verify (tlsAuthWithCACert with tlsCACert: the PEM of the CA "
+               "that signed the backend's certificate; or tlsSkipVerify)";
+    case FETCH_E_TLS_NAME:
+        return "set serverName to a name the certificate is issued for, or use that name in the URL";
+    case FETCH_E_TLS_EXPIRED:
+        return "renew the backend's certificate (or check the clocks of both machines)";
+    case FETCH_E_TLS_CLIENT_CERT:
+        return "enable TLS client authentication (tlsAuth) with a client certificate and key (tlsClientCert, "
+               "tlsClientKey) signed by a CA the backend trusts";
+    default: return NULL;
+    }
 }
 
 void inst_release(inst_t *in) {
@@ -123,9 +141,64 @@ static void base64(const char *in, size_t n, buf_t *out) {
     }
 }
 
+/* Grafana's TLS settings, for https:// URLs only. Builds the context unless
+ * build is false (no network: only the settings are checked). Messages name
+ * the setting, never its content. */
+static int parse_tls(inst_t *in, const Pluginv2__DataSourceInstanceSettings *ds, json_t *jd, bool build,
+                     char *problem, size_t cap) {
+    bool skip = json_is_true(json_object_get(jd, "tlsSkipVerify"));
+    bool with_ca = json_is_true(json_object_get(jd, "tlsAuthWithCACert"));
+    bool client_auth = json_is_true(json_object_get(jd, "tlsAuth"));
+    json_t *sn = json_object_get(jd, "serverName");
+    const char *server_name = json_is_string(sn) ? json_string_value(sn) : "";
+    if (sn && !json_is_null(sn) && !json_is_string(sn)) {
+        snprintf(problem, cap, "setting serverName must be a host name (a string)");
+        return -1;
+    }
+    for (const unsigned char *p = (const unsigned char *)server_name; *p; p++)
+        if (*p <= 0x20 || *p >= 0x7F || *p == '/' || *p == '@') {
+            snprintf(problem, cap, "setting serverName must be a plain host name (no spaces, slashes or ports)");
+            return -1;
+        }
+    if (strlen(server_name) > 253) {
+        snprintf(problem, cap, "setting serverName is longer than a host name can be (253 characters)");
+        return -1;
+    }
+    const char *ca = with_ca && !skip ? secure_value(ds, "tlsCACert") : NULL;
+    const char *cert = client_auth ? secure_value(ds, "tlsClientCert") : NULL;
+    const char *key = client_auth ? secure_value(ds, "tlsClientKey") : NULL;
+    if (with_ca && !skip && (!ca || !*ca)) {
+        snprintf(problem, cap,
+                 "tlsAuthWithCACert is enabled but tlsCACert is empty: paste the PEM of the CA that signed the "
+                 "backend's certificate, or turn tlsAuthWithCACert off");
+        return -1;
+    }
+    if (client_auth && (!cert || !*cert || !key || !*key)) {
+        snprintf(problem, cap, "tlsAuth is enabled but %s empty: set both the client certificate and its key (PEM)",
+                 (!cert || !*cert) && (!key || !*key) ? "tlsClientCert and tlsClientKey are"
+                 : (!cert || !*cert)                  ? "tlsClientCert is"
+                                                      : "tlsClientKey is");
+        return -1;
+    }
+    if (!build) return 0;
+    tls_client_config cfg = {.skip_verify = skip, .ca_pem = ca, .cert_pem = cert, .key_pem = key,
+                             .server_name = server_name};
+    tls_input bad;
+    char err[256];
+    in->tls = tls_ctx_client(&cfg, &bad, err, sizeof err);
+    if (in->tls) return 0;
+    snprintf(problem, cap, "%s %s: %s",
+             bad == TLS_IN_CA     ? "tlsCACert (the CA certificate)"
+             : bad == TLS_IN_CERT ? "tlsClientCert (the client certificate)"
+             : bad == TLS_IN_KEY  ? "tlsClientKey (the client key)"
+                                  : "the TLS settings",
+             bad == TLS_IN_OTHER ? "cannot be used" : "is unusable", err);
+    return -1;
+}
+
 /* Parses settings; on a problem, records it (the instance still exists so
  * every query and the health check can say what is wrong). */
-static void parse_settings(inst_t *in, const Pluginv2__PluginContext *ctx) {
+static void parse_settings(inst_t *in, const Pluginv2__PluginContext *ctx, bool build_tls) {
     const Pluginv2__DataSourceInstanceSettings *ds = ctx->datasourceinstancesettings;
     char problem[512] = "";
     in->timeout_ms = INST_DEFAULT_TIMEOUT_MS;
@@ -202,6 +275,7 @@ static void parse_settings(inst_t *in, const Pluginv2__PluginContext *ctx) {
         }
         if (add_header(in, n, val ? val : "") != 0) { snprintf(problem, sizeof problem, "out of memory"); goto json_done; }
     }
+    if (in->parsed_url.tls && parse_tls(in, ds, jd, build_tls, problem, sizeof problem) != 0) goto json_done;
 json_done:
     json_decref(jd);
 done:
@@ -242,7 +316,7 @@ inst_t *inst_get(inst_cache *c, const Pluginv2__PluginContext *ctx) {
     in->key = strdup(key);
     in->config_fingerprint = fp;
     in->last_updated_ms = ds->lastupdatedms;
-    parse_settings(in, ctx);
+    parse_settings(in, ctx, !c->offline);
     if (!in->key) { inst_free(in); return NULL; }
     if (c->offline && !in->problem) in->problem = strdup("network access is disabled in this process");
     if (!in->problem) {
@@ -250,7 +324,9 @@ inst_t *inst_get(inst_cache *c, const Pluginv2__PluginContext *ctx) {
                             .idle_timeout_ms = 60000,
                             .max_connections = in->max_connections,
                             .max_response_bytes = in->max_response_bytes,
-                            .user_agent = c->user_agent};
+                            .user_agent = c->user_agent,
+                            .tls = in->tls};
+        in->tls = NULL; /* the pool owns it now, even if it fails */
         in->pool = fetch_pool_new(c->loop, &in->parsed_url, &lim);
         if (!in->pool) { inst_free(in); return NULL; }
     }

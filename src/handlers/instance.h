@@ -6,7 +6,9 @@
  * instance is freed only after its last in-flight call ends.
  *
  * Secrets (basic auth password, secure header values) are kept only in the
- * ready-to-send header values; nothing here logs them.
+ * ready-to-send header values; nothing here logs them. TLS material
+ * (tlsCACert, tlsClientCert, tlsClientKey) goes straight into the pool's TLS
+ * context and is never copied or quoted.
  */
 #ifndef INSTANCE_H
 #define INSTANCE_H
@@ -42,6 +44,7 @@ typedef struct inst {
     bool oauth_pass_thru;
     fetch_header *headers;     /* Authorization (basic) + custom headers */
     size_t nheaders;
+    struct tls_ctx *tls;       /* https: built from the TLS settings until the pool takes it */
     fetch_pool *pool;
 } inst_t;
 
@@ -66,5 +69,9 @@ void inst_release(inst_t *in);
 /* Why queries cannot run on this instance (NULL when they can); a missing
  * instance means Grafana sent no data source settings at all. */
 const char *inst_problem(const inst_t *in);
+
+/* Which settings fix a TLS failure (NULL for other errors), to follow the
+ * fetch message: "set the CA certificate or enable skip-verify", ... */
+const char *inst_tls_hint(fetch_error err);
 
 #endif
