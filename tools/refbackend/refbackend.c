@@ -33,6 +33,7 @@
 
 #include "gen.h"
 #include "log/hclog.h"
+#include "tlsfront.h"
 #include "util/buf.h"
 
 #define READ_BUF_SIZE 65536
@@ -109,6 +110,7 @@ static size_t g_max_body = 1024 * 1024;
 static bool g_cache_on = true;
 static buf_t g_cache_key, g_cache_val;
 static bool g_stopping;
+static tls_ctx *g_tls; /* TLS mode (tlsfront.c): --tls-cert and --tls-key */
 static struct {
     uint64_t requests, open, total, closed_early;
 } g_stats;
@@ -928,6 +930,7 @@ static void on_signal(uv_signal_t *s, int signum) {
     g_stopping = true;
     LOG_INFO("shutting down", HKV_I("signal", signum), HKV_I("open_connections", g_stats.open));
     while (g_conns) conn_close(g_conns, false);
+    if (g_tls) tlsfront_stop();
     uv_close((uv_handle_t *)&g_server, on_plain_closed);
     uv_close((uv_handle_t *)&g_check, on_plain_closed);
     uv_close((uv_handle_t *)&g_prepare, on_plain_closed);
@@ -943,6 +946,9 @@ static void usage(FILE *f) {
             "  --max-body BYTES     largest request body accepted, else 413 (default 1048576)\n"
             "  --log-level LEVEL    trace|debug|info|warn|error|off on stderr (default info)\n"
             "  --no-cache           always generate /query answers (no reuse of the last one)\n"
+            "  --tls-cert FILE      serve HTTPS with this certificate (PEM, then its chain); needs --tls-key\n"
+            "  --tls-key FILE       the certificate's private key (PEM)\n"
+            "  --tls-client-ca FILE require client certificates signed by this CA (PEM)\n"
             "Prints 'listening HOST:PORT' on stdout once ready; SIGTERM/SIGINT end it with status 0.\n"
             "Endpoints and the target syntax: tools/refbackend/README.md\n");
 }
@@ -969,14 +975,56 @@ static int split_hostport(const char *s, char *host, size_t hcap, char *port, si
     return 0;
 }
 
+/* A whole PEM file as a string (NULL with a message on stderr). */
+static char *read_pem(const char *opt, const char *path) {
+    FILE *f = fopen(path, "rb");
+    buf_t b;
+    buf_init(&b);
+    char chunk[4096];
+    size_t n;
+    if (!f) {
+        fprintf(stderr, "refbackend: %s %s: cannot open: %s\n", opt, path, strerror(errno));
+        return NULL;
+    }
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) buf_append(&b, chunk, n);
+    fclose(f);
+    buf_append(&b, "", 0);
+    if (!buf_ok(&b)) {
+        buf_free(&b);
+        return NULL;
+    }
+    return b.data;
+}
+
+/* The TLS context from the --tls-* files; NULL with a message on stderr. */
+static tls_ctx *load_tls(const char *cert, const char *key, const char *client_ca) {
+    char *c = read_pem("--tls-cert", cert), *k = c ? read_pem("--tls-key", key) : NULL;
+    char *ca = k && client_ca ? read_pem("--tls-client-ca", client_ca) : NULL;
+    tls_ctx *t = NULL;
+    if (c && k && (!client_ca || ca)) {
+        char err[256];
+        t = tls_ctx_server(c, k, ca, err, sizeof err);
+        if (!t) fprintf(stderr, "refbackend: TLS files unusable: %s\n", err);
+    }
+    if (k) memset(k, 0, strlen(k));
+    free(c);
+    free(k);
+    free(ca);
+    return t;
+}
+
 int main(int argc, char **argv) {
     const char *listen_at = "127.0.0.1:0";
+    const char *tls_cert = NULL, *tls_key = NULL, *tls_client_ca = NULL;
     int level = HCLOG_INFO;
     static const struct option opts[] = {
         {"listen", required_argument, NULL, 'l'},
         {"max-body", required_argument, NULL, 'b'},
         {"log-level", required_argument, NULL, 'v'},
         {"no-cache", no_argument, NULL, 'n'},
+        {"tls-cert", required_argument, NULL, 'C'},
+        {"tls-key", required_argument, NULL, 'K'},
+        {"tls-client-ca", required_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1003,12 +1051,19 @@ int main(int argc, char **argv) {
             }
             break;
         case 'n': g_cache_on = false; break;
+        case 'C': tls_cert = optarg; break;
+        case 'K': tls_key = optarg; break;
+        case 'A': tls_client_ca = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
     if (optind != argc) {
         usage(stderr);
+        return 2;
+    }
+    if (!tls_cert != !tls_key || (tls_client_ca && !tls_cert)) {
+        fprintf(stderr, "refbackend: TLS needs both --tls-cert and --tls-key\n");
         return 2;
     }
     hclog_init("refbackend", (hclog_level)level);
@@ -1039,19 +1094,32 @@ int main(int argc, char **argv) {
     g_settings.on_body = on_body;
     g_settings.on_message_complete = on_message_complete;
 
+    if (tls_cert && !(g_tls = load_tls(tls_cert, tls_key, tls_client_ca))) {
+        freeaddrinfo(ai);
+        return 2;
+    }
     uv_tcp_init(g_loop, &g_server);
-    int rc = uv_tcp_bind(&g_server, ai->ai_addr, 0);
-    freeaddrinfo(ai);
+    /* TLS mode: the HTTP listener moves to a loopback port of its own and
+     * the TLS front takes the address asked for. */
+    struct sockaddr_in loopback;
+    uv_ip4_addr("127.0.0.1", 0, &loopback);
+    int rc = uv_tcp_bind(&g_server, g_tls ? (const struct sockaddr *)&loopback : ai->ai_addr, 0);
     if (rc == 0) rc = uv_listen((uv_stream_t *)&g_server, 1024, on_connection);
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    if (rc == 0 && g_tls) {
+        uv_tcp_getsockname(&g_server, (struct sockaddr *)&ss, &sl);
+        rc = tlsfront_start(g_loop, ai->ai_addr, (const struct sockaddr *)&ss, g_tls);
+        sl = sizeof ss;
+    }
+    freeaddrinfo(ai);
     if (rc != 0) {
         fprintf(stderr, "refbackend: cannot listen on %s: %s\n", listen_at, uv_strerror(rc));
         return 1;
     }
-    struct sockaddr_storage ss;
-    int sl = sizeof ss;
     char addr[INET6_ADDRSTRLEN] = "?";
     int bound_port = 0;
-    uv_tcp_getsockname(&g_server, (struct sockaddr *)&ss, &sl);
+    uv_tcp_getsockname(g_tls ? tlsfront_listener() : &g_server, (struct sockaddr *)&ss, &sl);
     if (ss.ss_family == AF_INET6) {
         uv_ip6_name((struct sockaddr_in6 *)&ss, addr, sizeof addr);
         bound_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
@@ -1075,10 +1143,11 @@ int main(int argc, char **argv) {
     else snprintf(where, sizeof where, "%s:%d", addr, bound_port);
     printf("listening %s\n", where);
     fflush(stdout);
-    LOG_INFO("listening", HKV_S("addr", where), HKV_I("max_body", g_max_body));
+    LOG_INFO("listening", HKV_S("addr", where), HKV_I("max_body", g_max_body), HKV_S("tls", g_tls ? "on" : "off"));
 
     uv_run(g_loop, UV_RUN_DEFAULT);
     uv_loop_close(g_loop);
+    tls_ctx_free(g_tls);
     buf_free(&g_scratch);
     buf_free(&g_cache_key);
     buf_free(&g_cache_val);

@@ -863,3 +863,113 @@ def test_ipv6_listen():
         c.close()
     finally:
         assert s.stop()[0] == 0
+
+
+# ---- TLS mode (--tls-cert / --tls-key / --tls-client-ca) ---------------------------
+# Certificates are made here with the openssl CLI; nothing is committed.
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tls")
+    keygen = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+
+    def ossl(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ossl("req", "-x509", *keygen, "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=refbackend test CA", "-days", "2")
+    for name, san in (("server", "DNS:localhost,IP:127.0.0.1"), ("client", "DNS:client")):
+        (d / f"{name}.ext").write_text(f"subjectAltName={san}\n")
+        ossl("req", *keygen, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
+        ossl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+             "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.pem")
+    return {n: str(d / n) for n in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
+
+
+def tls_server(files, client_ca=False):
+    args = ["--tls-cert", files["server.pem"], "--tls-key", files["server.key"]]
+    if client_ca:
+        args += ["--tls-client-ca", files["ca.pem"]]
+    return Server(*args)
+
+
+def https(s, files, with_cert=False, timeout=10):
+    import ssl
+    ctx = ssl.create_default_context(cafile=files["ca.pem"])
+    if with_cert:
+        ctx.load_cert_chain(files["client.pem"], files["client.key"])
+    return http.client.HTTPSConnection(s.host, s.port, context=ctx, timeout=timeout)
+
+
+def stop_clean(s):
+    rc, rest = s.stop()
+    err = s.stderr.decode(errors="replace")
+    assert rc == 0 and rest == b"", err[-4000:]
+    for bad in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+        assert bad not in err, err[-4000:]
+    return err
+
+
+def test_tls_mode_serves_every_behaviour(tls_files):
+    s = tls_server(tls_files)
+    try:
+        c = https(s, tls_files)
+        for _ in range(3):  # keep-alive through the TLS front
+            c.request("GET", "/")
+            r = c.getresponse()
+            assert r.status == 200 and json.loads(r.read()) == {"status": "ok"}
+        c.request("POST", "/query", body=query_body("sine:2", "table:3"))
+        r = c.getresponse()
+        assert r.status == 200 and len(json.loads(r.read())) == 3
+        c.request("POST", "/query", body=query_body("sine:1?mode=huge&bytes=8m"))
+        r = c.getresponse()
+        assert r.status == 200 and len(r.read()) == int(r.getheader("Content-Length")) > 8_000_000
+        c.request("GET", "/_stats")
+        st = json.loads(c.getresponse().read())
+        assert st["requests"] == 6 and st["open_connections"] == 1
+        c.close()
+        c = https(s, tls_files)
+        c.request("POST", "/query", body=query_body("sine:50?mode=truncate"))
+        with pytest.raises(http.client.IncompleteRead):
+            c.getresponse().read()
+        c.close()
+        c = https(s, tls_files)
+        c.request("POST", "/query", body=query_body("sine:50?mode=reset"))
+        with pytest.raises((ConnectionResetError, http.client.IncompleteRead, OSError)):
+            c.getresponse().read()
+        c.close()
+    finally:
+        stop_clean(s)
+
+
+def test_tls_client_ca_requires_a_client_certificate(tls_files):
+    import ssl
+    s = tls_server(tls_files, client_ca=True)
+    try:
+        c = https(s, tls_files)
+        with pytest.raises((ssl.SSLError, ConnectionResetError, http.client.RemoteDisconnected)):
+            c.request("GET", "/")
+            c.getresponse().read()
+        c.close()
+        c = https(s, tls_files, with_cert=True)
+        c.request("GET", "/")
+        assert c.getresponse().status == 200
+        c.close()
+    finally:
+        err = stop_clean(s)
+    assert "TLS handshake with a client failed" in err
+
+
+def test_tls_options_are_checked(tls_files, tmp_path):
+    def run(*args):
+        p = subprocess.run([binary(), *args], capture_output=True, text=True, timeout=30)
+        return p.returncode, p.stderr
+
+    rc, err = run("--tls-cert", tls_files["server.pem"])
+    assert rc == 2 and "--tls-key" in err
+    rc, err = run("--tls-cert", str(tmp_path / "missing.pem"), "--tls-key", tls_files["server.key"])
+    assert rc == 2 and "cannot open" in err
+    rc, err = run("--tls-cert", tls_files["server.pem"], "--tls-key", tls_files["client.key"])
+    assert rc == 2 and "does not belong" in err
+    (tmp_path / "junk.pem").write_text("junk\n")
+    rc, err = run("--tls-cert", str(tmp_path / "junk.pem"), "--tls-key", tls_files["server.key"])
+    assert rc == 2 and "no PEM certificate" in err
