@@ -22,7 +22,7 @@ SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
            UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 LSAN_OPTIONS=exitcode=23
 
 .PHONY: deps build dist asan test unit arrow-tests tools-tests integration integration-python integration-go \
-        fuzz-build fuzz-short fuzz fuzz-long valgrind bench run clean
+        fuzz-build fuzz-short fuzz fuzz-long valgrind soak bench run clean
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -98,6 +98,13 @@ valgrind: build
 	VALGRIND=1 VALGRIND_LOG_DIR=$(CURDIR)/build/valgrind-logs PLUGIN_BIN=$(CURDIR)/tests/valgrind-plugin.sh \
 	  GPX_VALGRIND_TARGET=$(CURDIR)/build/$(EXE) bash tests/integration/run_python.sh
 	VALGRIND_LOG_DIR=$(CURDIR)/build/valgrind-logs bash tests/valgrind-check.sh
+
+# Mixed load (dashboards, alert storms, cancels, faults, settings changes)
+# against the release binary, watching RSS and fds (tests/soak/soak.py).
+SOAK_SECONDS ?= 1800
+soak: dist
+	PLUGIN_BIN=$(CURDIR)/$(DIST_BIN) REFBACKEND_BIN=$(CURDIR)/build/tools/refbackend/refbackend \
+	  $(PY) tests/soak/soak.py $(SOAK_SECONDS)
 
 bench: dist
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null

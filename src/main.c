@@ -40,6 +40,7 @@ typedef struct {
     bstats backend;
     uv_timer_t grace;
     uv_timer_t final;
+    uv_timer_t trim;
     uint64_t grace_ms;
     bool stopping;
     bool finished;
@@ -109,6 +110,17 @@ static void on_stop(void *arg, const char *reason) {
 }
 
 static void request_stop(const char *reason) { proc_request_stop(reason); }
+
+/* Freed heap is kept for reuse (see mallopt below), but not forever: pages a
+ * past burst (an alert storm, a huge answer) left free inside the heap go
+ * back to the OS within TRIM_INTERVAL_MS, so RSS follows the load. */
+#define TRIM_INTERVAL_MS 5000
+#define TRIM_KEEP_BYTES (2u << 20)
+static void on_trim_timer(uv_timer_t *t) {
+    (void)t;
+    struct mallinfo2 mi = mallinfo2();
+    if (mi.fordblks > TRIM_KEEP_BYTES) malloc_trim(TRIM_KEEP_BYTES / 2);
+}
 
 static void close_any(uv_handle_t *h, void *arg) {
     (void)arg;
@@ -185,6 +197,9 @@ int main(int argc, char **argv) {
     uv_timer_init(&p->loop, &p->grace);
     uv_timer_init(&p->loop, &p->final);
     p->grace.data = p->final.data = p;
+    uv_timer_init(&p->loop, &p->trim);
+    uv_timer_start(&p->trim, on_trim_timer, TRIM_INTERVAL_MS, TRIM_INTERVAL_MS);
+    uv_unref((uv_handle_t *)&p->trim);
 
     char err[256];
     int r;
