@@ -13,7 +13,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Everything the build, the tests and the benchmarks use, by Debian name.
 DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-14-dev valgrind \
   libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libjansson-dev libcmocka-dev \
-  node-llhttp libyajl-dev libssl-dev zlib1g-dev nghttp2-client protobuf-compiler \
+  node-llhttp libyajl-dev libssl-dev openssl ca-certificates zlib1g-dev nghttp2-client protobuf-compiler \
   python3-grpcio python3-protobuf python3-pytest python3-h2 \
   golang-go golang-github-hashicorp-go-plugin-dev golang-google-grpc-dev golang-google-protobuf-dev \
   golang-github-golang-protobuf-1-5-dev protoc-gen-go protoc-gen-go-grpc
