@@ -48,8 +48,8 @@ const char *inst_tls_hint(fetch_error err) {
     case FETCH_E_TLS_EXPIRED:
         return "renew the backend's certificate (or check the clocks of both machines)";
     case FETCH_E_TLS_CLIENT_CERT:
-        return "enable TLS client authentication (tlsAuth) with a client certificate and key (tlsClientCert, "
-               "tlsClientKey) signed by a CA the backend trusts";
+        return "the backend wants a client certificate signed by a CA it trusts: enable tlsAuth and set tlsClientCert "
+               "and tlsClientKey";
     default: return NULL;
     }
 }

@@ -204,6 +204,7 @@ def assert_ok(g, context):
 def assert_fails(g, context, *words):
     """CheckHealth and every query name the failure with all of words."""
     h = health(g, context)
+    print("CheckHealth:", h.message)  # shown with pytest -s
     assert h.status == HEALTH_ERROR, h.message
     for w in words:
         assert w in h.message, "%r not in health message %r" % (w, h.message)
