@@ -37,8 +37,8 @@ def refbackend_bin():
 
 
 class RefBackend:
-    def __init__(self, binary):
-        self.proc = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--log-level", "warn"],
+    def __init__(self, binary, args=(), log_level="warn", scheme="http"):
+        self.proc = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--log-level", log_level] + list(args),
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.stderr = bytearray()
         self._err = threading.Thread(target=self._read_err, daemon=True)
@@ -48,10 +48,10 @@ class RefBackend:
             self.proc.kill()
             raise AssertionError("refbackend did not print 'listening HOST:PORT' (got %r, stderr %r)"
                                  % (line, bytes(self.stderr[-2000:])))
-        hostport = line.split()[1]
-        self.host, port = hostport.rsplit(":", 1)
+        self.hostport = line.split()[1]
+        self.host, port = self.hostport.rsplit(":", 1)
         self.port = int(port)
-        self.url = "http://%s:%d" % (self.host, self.port)
+        self.url = "%s://%s" % (scheme, self.hostport)
 
     def _read_err(self):
         for chunk in iter(lambda: self.proc.stderr.read1(65536), b""):

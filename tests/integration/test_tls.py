@@ -12,15 +12,14 @@ PLUGIN_BIN (<build>/tools/refbackend/refbackend), else build-asan/ or build/.
 """
 import json
 import os
-import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 import pluginproc as pp
+from test_faults import RefBackend  # noqa: E402
 
 T_FROM, T_TO = 1700000000000, 1700003600000
 HEALTH_OK, HEALTH_ERROR = 1, 2
@@ -84,37 +83,9 @@ def certs(tmp_path_factory):
 # the reference backend in TLS mode
 
 
-class TlsBackend:
+class TlsBackend(RefBackend):
     def __init__(self, binary, args):
-        self.proc = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--log-level", "info"] + args,
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.stderr = bytearray()
-        self._err = threading.Thread(target=self._read_err, daemon=True)
-        self._err.start()
-        line = self.proc.stdout.readline().decode("utf-8", "replace")
-        if not line.startswith("listening "):
-            self.proc.kill()
-            self._err.join(5)
-            raise AssertionError("refbackend did not start (got %r, stderr %r)" % (line, bytes(self.stderr[-2000:])))
-        self.hostport = line.split()[1]
-        self.port = int(self.hostport.rsplit(":", 1)[1])
-        self.url = "https://" + self.hostport
-
-    def _read_err(self):
-        for chunk in iter(lambda: self.proc.stderr.read1(65536), b""):
-            self.stderr += chunk
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-            rc = "killed after SIGTERM timeout"
-        self._err.join(5)
-        return rc
+        super().__init__(binary, args, log_level="info", scheme="https")
 
 
 @pytest.fixture
