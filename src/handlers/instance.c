@@ -141,6 +141,27 @@ static void base64(const char *in, size_t n, buf_t *out) {
     }
 }
 
+/* The URL with any user:password written into it replaced by "xxxxx" (as
+ * Go's url.Redacted does for the password). A URL with credentials is refused
+ * anyway, so only messages and health details ever see this copy: the
+ * refusal quotes some URLs, and CheckHealth details echo it. */
+static char *url_redacted(const char *url) {
+    const char *sep = strstr(url, "://");
+    const char *auth = sep ? sep + 3 : url;
+    size_t alen = strcspn(auth, "/?#");
+    const char *at = NULL;
+    for (size_t i = alen; i > 0; i--)
+        if (auth[i - 1] == '@') { at = auth + i - 1; break; }
+    if (!at) return strdup(url);
+    size_t head = (size_t)(auth - url), tail = strlen(at);
+    char *out = malloc(head + 5 + tail + 1);
+    if (!out) return NULL;
+    memcpy(out, url, head);
+    memcpy(out + head, "xxxxx", 5);
+    memcpy(out + head + 5, at, tail + 1);
+    return out;
+}
+
 /* Grafana's TLS settings, for https:// URLs only. Builds the context unless
  * build is false (no network: only the settings are checked). Messages name
  * the setting, never its content. */
@@ -205,7 +226,7 @@ static void parse_settings(inst_t *in, const Pluginv2__PluginContext *ctx, bool 
     in->max_concurrent = INST_DEFAULT_MAX_CONCURRENT;
     in->max_connections = INST_DEFAULT_MAX_CONNECTIONS;
     in->max_response_bytes = INST_DEFAULT_MAX_RESPONSE_BYTES;
-    in->url = strdup(ds->url ? ds->url : "");
+    in->url = url_redacted(ds->url ? ds->url : "");
     if (fetch_url_parse(in->url ? in->url : "", &in->parsed_url, problem, sizeof problem) != 0) goto done;
 
     json_t *jd = NULL;
