@@ -442,7 +442,7 @@ static int push_frame(conv_t *c, frame_t *f) {
 static int cmp_tags(const void *a, const void *b) { return strcmp(((const tag_t *)a)->key, ((const tag_t *)b)->key); }
 
 static char *labels_json(tag_t *tags, size_t n) {
-    qsort(tags, n, sizeof *tags, cmp_tags);
+    if (n > 1) qsort(tags, n, sizeof *tags, cmp_tags); /* qsort(NULL, 0) is UB */
     buf_t b;
     buf_init(&b);
     buf_puts(&b, "{");
