@@ -13,6 +13,7 @@
 #include "tls.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,146 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+
+/* ---- OpenSSL, loaded on first use ---------------------------------------
+ * libssl and libcrypto cost 1.7 MiB of resident memory just by being mapped
+ * and relocated; most data sources speak plain http. So the plugin does not
+ * link them: the first TLS context dlopens libssl (which brings libcrypto)
+ * and resolves the functions below; every use in this file goes through
+ * those pointers (the #defines), including the ones OpenSSL's own macros
+ * expand to. The list is what this file calls (nm -u of its object). */
+#if OPENSSL_VERSION_MAJOR != 3
+#error "the OpenSSL loader names libssl.so.3: update TLS_LIBSSL for this OpenSSL"
+#endif
+#define TLS_LIBSSL "libssl.so.3"
+
+#define TLS_OPENSSL_FUNCTIONS(X) \
+    X(ASN1_STRING_get0_data) X(ASN1_STRING_length) X(ASN1_TIME_to_tm) X(BIO_ctrl) X(BIO_ctrl_pending) \
+    X(BIO_free) X(BIO_new) X(BIO_new_mem_buf) X(BIO_read) X(BIO_s_mem) X(BIO_write) X(ERR_clear_error) \
+    X(ERR_peek_error) X(ERR_peek_last_error) X(ERR_reason_error_string) X(EVP_PKEY_free) X(GENERAL_NAMES_free) \
+    X(OPENSSL_sk_num) X(OPENSSL_sk_value) X(PEM_read_bio_PrivateKey) X(PEM_read_bio_X509) \
+    X(SSL_CTX_check_private_key) X(SSL_CTX_ctrl) X(SSL_CTX_free) X(SSL_CTX_get_cert_store) \
+    X(SSL_CTX_get_ex_data) X(SSL_CTX_new) X(SSL_CTX_sess_set_new_cb) X(SSL_CTX_set_cert_cb) \
+    X(SSL_CTX_set_default_verify_paths) X(SSL_CTX_set_ex_data) X(SSL_CTX_set_options) \
+    X(SSL_CTX_set_session_id_context) X(SSL_CTX_set_verify) X(SSL_CTX_use_PrivateKey) X(SSL_CTX_use_certificate) \
+    X(SSL_SESSION_free) X(SSL_SESSION_is_resumable) X(SSL_ctrl) X(SSL_do_handshake) X(SSL_free) \
+    X(SSL_get0_param) X(SSL_get_SSL_CTX) X(SSL_get_error) X(SSL_get_ex_data) \
+    X(SSL_get_ex_data_X509_STORE_CTX_idx) X(SSL_get_verify_result) X(SSL_is_init_finished) X(SSL_new) \
+    X(SSL_read) X(SSL_session_reused) X(SSL_set1_host) X(SSL_set_accept_state) X(SSL_set_bio) \
+    X(SSL_set_connect_state) X(SSL_set_ex_data) X(SSL_set_hostflags) X(SSL_set_session) X(SSL_shutdown) \
+    X(SSL_write) X(TLS_client_method) X(TLS_server_method) X(X509_NAME_get_text_by_NID) \
+    X(X509_STORE_CTX_get_current_cert) X(X509_STORE_CTX_get_error) X(X509_STORE_CTX_get_error_depth) \
+    X(X509_STORE_CTX_get_ex_data) X(X509_STORE_add_cert) X(X509_VERIFY_PARAM_set1_ip_asc) X(X509_free) \
+    X(X509_get0_notAfter) X(X509_get0_notBefore) X(X509_get_ext_d2i) X(X509_get_subject_name) \
+    X(X509_verify_cert_error_string)
+
+#define X(name) static __typeof__(&name) p_##name;
+TLS_OPENSSL_FUNCTIONS(X)
+#undef X
+
+/* 0 = not tried, 1 = loaded, -1 = failed (why says so; not retried). */
+static int openssl_state;
+static char openssl_why[300];
+
+static bool openssl_load(char *err, size_t cap) {
+    if (openssl_state == 0) {
+        void *h = dlopen(TLS_LIBSSL, RTLD_NOW | RTLD_LOCAL);
+        if (!h) {
+            const char *e = dlerror();
+            snprintf(openssl_why, sizeof openssl_why, "OpenSSL could not be loaded (%s): %s", TLS_LIBSSL,
+                     e ? e : "unknown error");
+            openssl_state = -1;
+        } else {
+            openssl_state = 1;
+            /* dlsym on libssl's handle also searches libcrypto, its dependency. */
+#define X(name)                                                                                              \
+    if (openssl_state == 1 && !(p_##name = (__typeof__(p_##name))dlsym(h, #name))) {                        \
+        snprintf(openssl_why, sizeof openssl_why, "OpenSSL (%s) lacks the function %s", TLS_LIBSSL, #name); \
+        openssl_state = -1;                                                                                 \
+    }
+            TLS_OPENSSL_FUNCTIONS(X)
+#undef X
+        }
+    }
+    if (openssl_state < 0) snprintf(err, cap, "%s", openssl_why);
+    return openssl_state > 0;
+}
+
+#define ASN1_STRING_get0_data (*p_ASN1_STRING_get0_data)
+#define ASN1_STRING_length (*p_ASN1_STRING_length)
+#define ASN1_TIME_to_tm (*p_ASN1_TIME_to_tm)
+#define BIO_ctrl (*p_BIO_ctrl)
+#define BIO_ctrl_pending (*p_BIO_ctrl_pending)
+#define BIO_free (*p_BIO_free)
+#define BIO_new (*p_BIO_new)
+#define BIO_new_mem_buf (*p_BIO_new_mem_buf)
+#define BIO_read (*p_BIO_read)
+#define BIO_s_mem (*p_BIO_s_mem)
+#define BIO_write (*p_BIO_write)
+#define ERR_clear_error (*p_ERR_clear_error)
+#define ERR_peek_error (*p_ERR_peek_error)
+#define ERR_peek_last_error (*p_ERR_peek_last_error)
+#define ERR_reason_error_string (*p_ERR_reason_error_string)
+#define EVP_PKEY_free (*p_EVP_PKEY_free)
+#define GENERAL_NAMES_free (*p_GENERAL_NAMES_free)
+#define OPENSSL_sk_num (*p_OPENSSL_sk_num)
+#define OPENSSL_sk_value (*p_OPENSSL_sk_value)
+#define PEM_read_bio_PrivateKey (*p_PEM_read_bio_PrivateKey)
+#define PEM_read_bio_X509 (*p_PEM_read_bio_X509)
+#define SSL_CTX_check_private_key (*p_SSL_CTX_check_private_key)
+#define SSL_CTX_ctrl (*p_SSL_CTX_ctrl)
+#define SSL_CTX_free (*p_SSL_CTX_free)
+#define SSL_CTX_get_cert_store (*p_SSL_CTX_get_cert_store)
+#define SSL_CTX_get_ex_data (*p_SSL_CTX_get_ex_data)
+#define SSL_CTX_new (*p_SSL_CTX_new)
+#define SSL_CTX_sess_set_new_cb (*p_SSL_CTX_sess_set_new_cb)
+#define SSL_CTX_set_cert_cb (*p_SSL_CTX_set_cert_cb)
+#define SSL_CTX_set_default_verify_paths (*p_SSL_CTX_set_default_verify_paths)
+#define SSL_CTX_set_ex_data (*p_SSL_CTX_set_ex_data)
+#define SSL_CTX_set_options (*p_SSL_CTX_set_options)
+#define SSL_CTX_set_session_id_context (*p_SSL_CTX_set_session_id_context)
+#define SSL_CTX_set_verify (*p_SSL_CTX_set_verify)
+#define SSL_CTX_use_PrivateKey (*p_SSL_CTX_use_PrivateKey)
+#define SSL_CTX_use_certificate (*p_SSL_CTX_use_certificate)
+#define SSL_SESSION_free (*p_SSL_SESSION_free)
+#define SSL_SESSION_is_resumable (*p_SSL_SESSION_is_resumable)
+#define SSL_ctrl (*p_SSL_ctrl)
+#define SSL_do_handshake (*p_SSL_do_handshake)
+#define SSL_free (*p_SSL_free)
+#define SSL_get0_param (*p_SSL_get0_param)
+#define SSL_get_SSL_CTX (*p_SSL_get_SSL_CTX)
+#define SSL_get_error (*p_SSL_get_error)
+#define SSL_get_ex_data (*p_SSL_get_ex_data)
+#define SSL_get_ex_data_X509_STORE_CTX_idx (*p_SSL_get_ex_data_X509_STORE_CTX_idx)
+#define SSL_get_verify_result (*p_SSL_get_verify_result)
+#define SSL_is_init_finished (*p_SSL_is_init_finished)
+#define SSL_new (*p_SSL_new)
+#define SSL_read (*p_SSL_read)
+#define SSL_session_reused (*p_SSL_session_reused)
+#define SSL_set1_host (*p_SSL_set1_host)
+#define SSL_set_accept_state (*p_SSL_set_accept_state)
+#define SSL_set_bio (*p_SSL_set_bio)
+#define SSL_set_connect_state (*p_SSL_set_connect_state)
+#define SSL_set_ex_data (*p_SSL_set_ex_data)
+#define SSL_set_hostflags (*p_SSL_set_hostflags)
+#define SSL_set_session (*p_SSL_set_session)
+#define SSL_shutdown (*p_SSL_shutdown)
+#define SSL_write (*p_SSL_write)
+#define TLS_client_method (*p_TLS_client_method)
+#define TLS_server_method (*p_TLS_server_method)
+#define X509_NAME_get_text_by_NID (*p_X509_NAME_get_text_by_NID)
+#define X509_STORE_CTX_get_current_cert (*p_X509_STORE_CTX_get_current_cert)
+#define X509_STORE_CTX_get_error (*p_X509_STORE_CTX_get_error)
+#define X509_STORE_CTX_get_error_depth (*p_X509_STORE_CTX_get_error_depth)
+#define X509_STORE_CTX_get_ex_data (*p_X509_STORE_CTX_get_ex_data)
+#define X509_STORE_add_cert (*p_X509_STORE_add_cert)
+#define X509_VERIFY_PARAM_set1_ip_asc (*p_X509_VERIFY_PARAM_set1_ip_asc)
+#define X509_free (*p_X509_free)
+#define X509_get0_notAfter (*p_X509_get0_notAfter)
+#define X509_get0_notBefore (*p_X509_get0_notBefore)
+#define X509_get_ext_d2i (*p_X509_get_ext_d2i)
+#define X509_get_subject_name (*p_X509_get_subject_name)
+#define X509_verify_cert_error_string (*p_X509_verify_cert_error_string)
 
 struct tls_ctx {
     SSL_CTX *ssl;
@@ -258,6 +399,7 @@ static int use_cert_and_key(SSL_CTX *ctx, const char *cert_pem, const char *key_
 
 tls_ctx *tls_ctx_client(const tls_client_config *cfg, tls_input *bad, char *err, size_t cap) {
     *bad = TLS_IN_OTHER;
+    if (!openssl_load(err, cap)) return NULL;
     ERR_clear_error();
     tls_ctx *t = ctx_new(false);
     if (!t) {
@@ -296,6 +438,7 @@ fail:
 
 tls_ctx *tls_ctx_server(const char *cert_pem, const char *key_pem, const char *client_ca_pem, char *err,
                         size_t cap) {
+    if (!openssl_load(err, cap)) return NULL;
     ERR_clear_error();
     tls_ctx *t = ctx_new(true);
     tls_input bad;
