@@ -10,10 +10,29 @@
 #include <string.h>
 #include <cmocka.h>
 #include <uv.h>
+#include <zlib.h>
 
 #include "fetch/fetch.h"
 
 /* ---- scripted server --------------------------------------------------- */
+
+static char last_request[2048]; /* head of the last request the server read */
+#define GZ_TEXT "[{\"target\":\"cpu\",\"datapoints\":[[1.5,1700000000000]]}]"
+
+/* windowBits 31: gzip, 15: zlib ("deflate"). */
+static size_t compress_with(const char *in, size_t n, unsigned char *out, size_t cap, int window_bits) {
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    assert_int_equal(deflateInit2(&z, 9, Z_DEFLATED, window_bits, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    z.next_in = (Bytef *)in;
+    z.avail_in = (uInt)n;
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    assert_int_equal(deflate(&z, Z_FINISH), Z_STREAM_END);
+    size_t len = z.total_out;
+    deflateEnd(&z);
+    return len;
+}
 
 typedef struct {
     uv_tcp_t tcp;
@@ -68,7 +87,34 @@ static void on_delay(uv_timer_t *t) {
     if (!s->closed) s_sends(s, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow");
 }
 
+static void s_send_encoded(sconn *s, const char *encoding, const unsigned char *body, size_t len) {
+    char head[256];
+    snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Encoding: %s\r\nContent-Length: %zu\r\n\r\n", encoding, len);
+    s_sends(s, head);
+    s_send(s, (const char *)body, len);
+}
+
+static void respond_compressed(sconn *s, const char *path) {
+    static unsigned char out[65536];
+    if (!strcmp(path, "/gzip") || !strcmp(path, "/gzip-corrupt")) {
+        size_t n = compress_with(GZ_TEXT, strlen(GZ_TEXT), out, sizeof out, 31);
+        if (!strcmp(path, "/gzip-corrupt")) out[n / 2] ^= 0x55;
+        s_send_encoded(s, "gzip", out, n);
+    } else if (!strcmp(path, "/deflate")) {
+        s_send_encoded(s, "deflate", out, compress_with(GZ_TEXT, strlen(GZ_TEXT), out, sizeof out, 15));
+    } else if (!strcmp(path, "/gzip-bomb")) {
+        static char zeros[4 << 20]; /* 4 MiB of zeros: a few KiB on the wire */
+        s_send_encoded(s, "gzip", out, compress_with(zeros, sizeof zeros, out, sizeof out, 31));
+    } else if (!strcmp(path, "/br")) {
+        s_send_encoded(s, "br", (const unsigned char *)"xx", 2);
+    }
+}
+
 static void respond(sconn *s, const char *path) {
+    if (!strncmp(path, "/gzip", 5) || !strcmp(path, "/deflate") || !strcmp(path, "/br")) {
+        respond_compressed(s, path);
+        return;
+    }
     if (!strcmp(path, "/ok")) s_sends(s, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n[]");
     else if (!strcmp(path, "/chunked"))
         s_sends(s, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n");
@@ -114,6 +160,7 @@ static void s_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
         if (s->in_len < head + body) return;
         char path[256] = "";
         sscanf(s->in, "%*s %255s", path);
+        snprintf(last_request, sizeof last_request, "%.*s", (int)head, s->in);
         memmove(s->in, s->in + head + body, s->in_len - head - body);
         s->in_len -= head + body;
         s->in[s->in_len] = '\0';
@@ -296,6 +343,41 @@ static void http_error_status_is_not_a_fetch_error(void **state) {
     fetch_pool_release(p);
 }
 
+/* Bodies are asked for compressed and inflated while they stream; the size
+ * limit counts decompressed bytes. */
+static void compressed_bodies(void **state) {
+    (void)state;
+    fetch_pool *p = pool_for(port, "", 1, 100000);
+    result r;
+    const char *paths[] = {"gzip", "deflate"};
+    for (int i = 0; i < 2; i++) {
+        get(p, paths[i], &r, 2000);
+        run_until(&r, 1);
+        assert_int_equal(r.err, FETCH_OK);
+        assert_int_equal(r.body_len, strlen(GZ_TEXT));
+        assert_memory_equal(r.body, GZ_TEXT, strlen(GZ_TEXT));
+        assert_non_null(strcasestr(last_request, "\r\nAccept-Encoding: gzip, deflate\r\n"));
+    }
+    get(p, "gzip-bomb", &r, 2000);
+    run_until(&r, 1);
+    assert_int_equal(r.err, FETCH_E_TOO_LARGE);
+    assert_non_null(strstr(r.msg, "larger than the limit of 100000 bytes once decompressed (gzip)"));
+    get(p, "gzip-corrupt", &r, 2000);
+    run_until(&r, 1);
+    assert_int_equal(r.err, FETCH_E_PROTOCOL);
+    assert_non_null(strstr(r.msg, "the gzip response body from 127.0.0.1:"));
+    assert_non_null(strstr(r.msg, "could not be decompressed"));
+    get(p, "br", &r, 2000);
+    run_until(&r, 1);
+    assert_int_equal(r.err, FETCH_E_PROTOCOL);
+    assert_non_null(strstr(r.msg, "Content-Encoding \"br\", which the plugin cannot decode"));
+    /* after all that, the pool still works (failed connections were closed) */
+    get(p, "gzip", &r, 2000);
+    run_until(&r, 1);
+    assert_int_equal(r.err, FETCH_OK);
+    fetch_pool_release(p);
+}
+
 static void failures(void **state) {
     (void)state;
     fetch_pool *p = pool_for(port, "", 4, 1000);
@@ -460,6 +542,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(base_path_and_chunked, setup, teardown),
         cmocka_unit_test_setup_teardown(http_error_status_is_not_a_fetch_error, setup, teardown),
         cmocka_unit_test_setup_teardown(failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(compressed_bodies, setup, teardown),
         cmocka_unit_test_setup_teardown(timeout_closes_the_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(abort_is_immediate, setup, teardown),
         cmocka_unit_test_setup_teardown(connection_cap_queues_in_order, setup, teardown),
