@@ -36,7 +36,8 @@
  *
  * The proxy's credentials (user:password in the URL) become a
  * Proxy-Authorization: Basic value; no message or description produced here
- * ever contains them.
+ * ever contains them. A proxy_server holds that value: its owner wipes it
+ * (explicit_bzero) when done, as proxy_url_parse does on every failure.
  */
 #ifndef FETCH_PROXY_H
 #define FETCH_PROXY_H
