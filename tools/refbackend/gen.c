@@ -543,16 +543,35 @@ static bool parse_params(const char *s, size_t n, rb_behaviour *b, char *err, si
                     return false;
                 }
                 b->drip_ms = (uint32_t)u;
+            } else if (eq(k, kl, "encoding")) {
+                static const struct { const char *name; rb_encoding e; } encs[] = {
+                    {"gzip", RB_ENC_GZIP}, {"deflate", RB_ENC_DEFLATE}, {"deflate-raw", RB_ENC_DEFLATE_RAW},
+                    {"br", RB_ENC_BR},     {"identity", RB_ENC_NONE},
+                };
+                size_t m = 0;
+                while (m < sizeof encs / sizeof encs[0] && !eq(v, vl, encs[m].name)) m++;
+                if (m == sizeof encs / sizeof encs[0]) {
+                    snprintf(err, errcap, "encoding=%.*s: want gzip, deflate, deflate-raw, br or identity",
+                             (int)(vl > 40 ? 40 : vl), v);
+                    return false;
+                }
+                b->encoding = encs[m].e;
+            } else if (eq(k, kl, "corrupt")) {
+                b->corrupt = !(eq(v, vl, "0") || eq(v, vl, "false"));
             } else {
                 snprintf(err, errcap,
                          "unknown parameter '%.*s' (known: latency, status, mode, bytes, chunked, drip_bytes, "
-                         "drip_ms)",
+                         "drip_ms, encoding, corrupt)",
                          (int)(kl > 40 ? 40 : kl), k);
                 return false;
             }
             b->present = true;
         }
         i = j + 1;
+    }
+    if (b->corrupt && (b->encoding == RB_ENC_NONE || b->encoding == RB_ENC_BR)) {
+        snprintf(err, errcap, "corrupt=1 needs encoding=gzip, deflate or deflate-raw");
+        return false;
     }
     return true;
 }

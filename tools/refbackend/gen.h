@@ -27,6 +27,15 @@ typedef enum {
     RB_MODE_CHUNKED,
 } rb_mode;
 
+/* encoding=<name>: how the body is compressed (Content-Encoding). */
+typedef enum {
+    RB_ENC_NONE = 0,
+    RB_ENC_GZIP,        /* gzip */
+    RB_ENC_DEFLATE,     /* deflate: the zlib format (RFC 1950), as HTTP defines it */
+    RB_ENC_DEFLATE_RAW, /* deflate-raw: says deflate, sends raw deflate (RFC 1951) as some servers do */
+    RB_ENC_BR,          /* br: says br, sends bytes that are no brotli stream */
+} rb_encoding;
+
 /* What the `?...` suffix of a target asked for. */
 typedef struct {
     bool present;         /* the target carried a query string */
@@ -37,6 +46,8 @@ typedef struct {
     uint64_t huge_bytes;  /* bytes=<n> for mode=huge */
     uint32_t drip_bytes;  /* drip_bytes=<n>, bytes per tick of mode=drip */
     uint32_t drip_ms;     /* drip_ms=<n>, the tick of mode=drip */
+    rb_encoding encoding; /* encoding=<name> */
+    bool corrupt;         /* corrupt=1: the compressed stream gets a bad byte */
 } rb_behaviour;
 
 /* The time frame of a /query after defaults and clamping. */

@@ -35,6 +35,7 @@
 #include "log/hclog.h"
 #include "tlsfront.h"
 #include "util/buf.h"
+#include "zbody.h"
 
 #define READ_BUF_SIZE 65536
 #define STREAM_PIECE 65536         /* bytes of a streamed body produced at once */
@@ -64,6 +65,8 @@ struct resp {
     buf_t body;
     size_t off;
     rb_huge h;
+    rb_zstream *zs;     /* mode=huge with encoding=gzip|deflate: compressed as it streams */
+    const char *extra;  /* more head lines (Content-Encoding) */
     uint32_t drip_bytes, drip_ms;
 };
 
@@ -85,10 +88,11 @@ struct conn {
     int err_status;
     /* the request being parsed */
     size_t head_bytes;
-    char hf[8];
+    char hf[16];
     size_t hf_len, hv_len;
-    char hv[16];
-    bool hf_expect, expect_continue;
+    char hv[64];
+    bool hf_expect, hf_ae, expect_continue, ae_gzip;
+    char ae[64]; /* Accept-Encoding, made JSON-safe, for /_stats */
 };
 
 static uv_loop_t *g_loop;
@@ -113,7 +117,10 @@ static bool g_stopping;
 static tls_ctx *g_tls; /* TLS mode (tlsfront.c): --tls-cert and --tls-key */
 static struct {
     uint64_t requests, open, total, closed_early;
+    uint64_t accept_gzip; /* requests whose Accept-Encoding names gzip */
 } g_stats;
+static char g_last_ae[64]; /* Accept-Encoding of the last request but /_stats */
+static buf_t g_zout;       /* compressed pieces of a streamed body */
 
 static void flush(conn_t *c);
 static void pump(conn_t *c);
@@ -178,6 +185,8 @@ static void put_head(buf_t *o, int status, bool chunked, uint64_t clen, enum con
     PUT(p, "\r\nServer: refbackend\r\nContent-Type: application/json\r\n");
     if (chunked) {
         PUT(p, "Transfer-Encoding: chunked\r\n");
+    } else if (clen == UINT64_MAX) {
+        /* the body ends when the connection does (HTTP/1.0, length unknown) */
     } else {
         PUT(p, "Content-Length: ");
         p = put_u64(p, clen);
@@ -256,6 +265,11 @@ static void on_resp_closed(uv_handle_t *h) {
 }
 
 static void resp_free(resp_t *r) {
+    if (r->zs) {
+        rb_zstream_end(r->zs);
+        free(r->zs);
+        r->zs = NULL;
+    }
     uv_timer_stop(&r->timer);
     uv_close((uv_handle_t *)&r->timer, on_resp_closed);
 }
@@ -352,7 +366,23 @@ static bool stream_body(conn_t *c, resp_t *r) {
         return true;
     }
     while (c->out.len < OUT_HIGH) {
-        if (r->chunked) {
+        if (r->zs) {
+            /* Compressed as produced; what deflate gives back goes out as
+             * one chunk (or as is, when the close ends the body). */
+            size_t n = rb_huge_produce(&r->h, g_piece, sizeof g_piece);
+            g_zout.len = 0;
+            if (!rb_zstream_write(r->zs, g_piece, n, n == 0, &g_zout)) {
+                LOG_WARN("compression failed", HKV_S("cause", "out of memory or zlib error"));
+                conn_close(c, false);
+                return false;
+            }
+            if (r->chunked) put_chunk(&c->out, g_zout.data, g_zout.len);
+            else buf_append(&c->out, g_zout.data, g_zout.len);
+            if (n == 0) {
+                if (r->chunked) lit(&c->out, "0\r\n\r\n");
+                return true;
+            }
+        } else if (r->chunked) {
             size_t n = rb_huge_produce(&r->h, g_piece, sizeof g_piece);
             if (n == 0) {
                 lit(&c->out, "0\r\n\r\n");
@@ -378,8 +408,8 @@ static void pump(conn_t *c) {
         resp_t *r = c->q_head;
         if (r->waiting || r->deliv == DL_HANG) break;
         if (!r->head_sent) {
-            uint64_t blen = r->huge ? rb_huge_length(&r->h) : r->body.len;
-            put_head(&c->out, r->status, r->chunked, blen, r->connhdr, NULL);
+            uint64_t blen = r->zs ? UINT64_MAX : r->huge ? rb_huge_length(&r->h) : r->body.len;
+            put_head(&c->out, r->status, r->chunked, blen, r->connhdr, r->extra);
             r->head_sent = true;
         }
         if (r->deliv == DL_NORMAL) {
@@ -608,11 +638,33 @@ static void send_behaviour(conn_t *c, const rb_behaviour *beh, const rb_range *r
     case RB_MODE_DRIP: r->deliv = DL_DRIP; break;
     default: r->deliv = DL_NORMAL; break;
     }
-    if (beh->mode == RB_MODE_HUGE) {
+    r->extra = rb_encoding_header(beh->encoding);
+    bool ok = true;
+    if (beh->mode == RB_MODE_HUGE && beh->encoding != RB_ENC_BR) {
         r->huge = true;
         rb_huge_init(&r->h, beh->huge_bytes, range);
+        if (beh->encoding != RB_ENC_NONE) {
+            /* The compressed length is not known up front: chunked, or for
+             * HTTP/1.0 a body that the close ends. */
+            r->zs = malloc(sizeof *r->zs);
+            ok = r->zs && rb_zstream_init(r->zs, beh->encoding, beh->corrupt);
+            if (http10) {
+                r->connhdr = CH_CLOSE;
+                r->close_after = true;
+            } else {
+                r->chunked = true;
+            }
+        }
     } else {
         buf_append(&r->body, body->data, body->len);
+        ok = buf_ok(&r->body) && rb_compress_body(beh->encoding, beh->corrupt, &r->body);
+    }
+    if (!ok) {
+        LOG_WARN("cannot prepare the response", HKV_S("cause", "out of memory or zlib error"));
+        r->c = NULL;
+        resp_free(r);
+        conn_close(c, false);
+        return;
     }
     if (beh->latency_ms) {
         r->waiting = true;
@@ -622,7 +674,8 @@ static void send_behaviour(conn_t *c, const rb_behaviour *beh, const rb_range *r
         uv_timer_start(&r->timer, on_resp_timer, beh->latency_ms, 0);
     }
     LOG_DEBUG("behaviour", HKV_I("latency_ms", beh->latency_ms), HKV_I("status", r->status),
-              HKV_I("mode", beh->mode), HKV_I("chunked", r->chunked));
+              HKV_I("mode", beh->mode), HKV_I("chunked", r->chunked), HKV_I("encoding", beh->encoding),
+              HKV_I("corrupt", beh->corrupt));
     enqueue(c, r);
     pump(c);
 }
@@ -652,6 +705,10 @@ static void handle_request(conn_t *c, bool keep) {
     size_t blen = c->body.len;
     buf_t *o = &g_scratch;
     o->len = 0;
+    if (!path_is(url, pl, "/_stats")) { /* so that reading them changes nothing */
+        if (c->ae_gzip) g_stats.accept_gzip++;
+        memcpy(g_last_ae, c->ae, sizeof g_last_ae);
+    }
     if (hclog_enabled(HCLOG_DEBUG)) {
         char path[128];
         snprintf(path, sizeof path, "%.*s", (int)(pl > 120 ? 120 : pl), url);
@@ -710,9 +767,11 @@ static void handle_request(conn_t *c, bool keep) {
         }
         buf_printf(o,
                    "{\"requests\":%llu,\"open_connections\":%llu,\"connections_total\":%llu,"
-                   "\"closed_by_client_before_response\":%llu}",
+                   "\"closed_by_client_before_response\":%llu,\"accept_encoding_gzip\":%llu,"
+                   "\"last_accept_encoding\":\"%s\"}",
                    (unsigned long long)g_stats.requests, (unsigned long long)g_stats.open,
-                   (unsigned long long)g_stats.total, (unsigned long long)g_stats.closed_early);
+                   (unsigned long long)g_stats.total, (unsigned long long)g_stats.closed_early,
+                   (unsigned long long)g_stats.accept_gzip, g_last_ae);
         send_simple(c, 200, o->data, o->len, ch, NULL);
         return;
     }
@@ -741,7 +800,8 @@ static int on_message_begin(llhttp_t *p) {
     c->body.len = 0;
     c->head_bytes = 0;
     c->hf_len = c->hv_len = 0;
-    c->hf_expect = c->expect_continue = false;
+    c->hf_expect = c->hf_ae = c->expect_continue = c->ae_gzip = false;
+    c->ae[0] = 0;
     c->err_status = 0;
     return 0;
 }
@@ -773,13 +833,17 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n) {
 static int on_header_field_complete(llhttp_t *p) {
     conn_t *c = p->data;
     c->hf_expect = c->hf_len == 6 && strncasecmp(c->hf, "expect", 6) == 0;
+    c->hf_ae = c->hf_len == 15 && strncasecmp(c->hf, "accept-encoding", 15) == 0;
     return 0;
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t n) {
     conn_t *c = p->data;
     if (head_bytes(c, n)) return -1;
-    if (c->hf_expect && c->hv_len + n <= sizeof c->hv) memcpy(c->hv + c->hv_len, at, n);
+    if ((c->hf_expect || c->hf_ae) && c->hv_len < sizeof c->hv) {
+        size_t k = n < sizeof c->hv - c->hv_len ? n : sizeof c->hv - c->hv_len;
+        memcpy(c->hv + c->hv_len, at, k);
+    }
     c->hv_len += n;
     return 0;
 }
@@ -787,8 +851,19 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n) {
 static int on_header_value_complete(llhttp_t *p) {
     conn_t *c = p->data;
     if (c->hf_expect && c->hv_len == 12 && strncasecmp(c->hv, "100-continue", 12) == 0) c->expect_continue = true;
+    if (c->hf_ae) {
+        /* Noted for /_stats only: answers are compressed when encoding= asks. */
+        size_t k = c->hv_len < sizeof c->hv ? c->hv_len : sizeof c->hv, o = 0;
+        for (size_t i = 0; i < k && o + 1 < sizeof c->ae; i++) {
+            char ch = c->hv[i];
+            c->ae[o++] = ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\' ? ch : '?';
+        }
+        c->ae[o] = 0;
+        for (size_t i = 0; i + 4 <= k; i++)
+            if (strncasecmp(c->hv + i, "gzip", 4) == 0) c->ae_gzip = true;
+    }
     c->hf_len = c->hv_len = 0;
-    c->hf_expect = false;
+    c->hf_expect = c->hf_ae = false;
     return 0;
 }
 
@@ -1151,6 +1226,8 @@ int main(int argc, char **argv) {
     buf_free(&g_scratch);
     buf_free(&g_cache_key);
     buf_free(&g_cache_val);
+    buf_free(&g_zout);
+    rb_zbody_cleanup();
     rb_gen_cleanup();
     LOG_INFO("stopped", HKV_I("requests", g_stats.requests));
     return 0;

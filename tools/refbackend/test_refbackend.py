@@ -7,6 +7,7 @@ Only the standard library talks to the server: http.client and socket.
 """
 
 import datetime
+import gzip
 import http.client
 import json
 import math
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import threading
 import time
+import zlib
 
 import pytest
 
@@ -119,8 +121,8 @@ def request(srv, method, path, body=None, headers=None, timeout=10):
         c.close()
 
 
-def query(srv, *targets, **kw):
-    return request(srv, "POST", "/query", query_body(*targets, **kw))
+def query(srv, *targets, timeout=10, **kw):
+    return request(srv, "POST", "/query", query_body(*targets, **kw), timeout=timeout)
 
 
 def stats(srv):
@@ -206,7 +208,8 @@ def test_health(srv):
 
 def test_stats_shape(srv):
     s = stats(srv)
-    assert set(s) == {"requests", "open_connections", "connections_total", "closed_by_client_before_response"}
+    assert set(s) == {"requests", "open_connections", "connections_total", "closed_by_client_before_response",
+                      "accept_encoding_gzip", "last_accept_encoding"}
     assert s["open_connections"] >= 1 and s["requests"] >= 1
 
 
@@ -697,6 +700,173 @@ def test_huge_is_streamed_not_buffered(srv):
         head += s.recv(65536)
     assert re.search(rb"Content-Length: 10737\d{5}\r\n", head)
     while got < 8 * 1024 * 1024:
+        got += len(s.recv(65536))
+    time.sleep(0.3)
+    rss1 = srv.rss_kb()
+    assert rss1 - rss0 < 64 * 1024, f"RSS grew by {rss1 - rss0} kB"
+    s.close()
+
+
+# ---- encoding= (compressed answers) --------------------------------------------
+
+
+def inflate(enc, data):
+    """Decompresses a body the way the header says (deflate: zlib format)."""
+    if enc == "gzip":
+        return gzip.decompress(data)
+    if enc == "deflate":
+        return zlib.decompress(data)
+    raise AssertionError(f"unexpected encoding {enc!r}")
+
+
+@pytest.mark.parametrize("target", ["sine:3", "table:4", "points:500"])
+@pytest.mark.parametrize("enc", ["gzip", "deflate"])
+def test_encoding_same_answer_compressed(srv, enc, target):
+    plain = query(srv, target)[2]
+    st, h, body = query(srv, f"{target}?encoding={enc}")
+    assert st == 200 and h["content-encoding"] == enc and h["content-type"] == "application/json"
+    assert int(h["content-length"]) == len(body) and len(body) < len(plain)
+    assert inflate(enc, body) == plain
+    if enc == "gzip":
+        assert body[:3] == b"\x1f\x8b\x08"
+    else:
+        assert body[0] & 0x0f == 8 and (body[0] << 8 | body[1]) % 31 == 0  # a zlib header
+
+
+def test_encoding_deflate_raw_and_identity(srv):
+    plain = query(srv, "sine:2")[2]
+    st, h, body = query(srv, "sine:2?encoding=deflate-raw")
+    assert st == 200 and h["content-encoding"] == "deflate"
+    assert zlib.decompress(body, -15) == plain
+    with pytest.raises(zlib.error):
+        zlib.decompress(body)
+    st, h, body = query(srv, "sine:2?encoding=identity")
+    assert st == 200 and "content-encoding" not in h and body == plain
+
+
+def test_encoding_only_when_asked(srv):
+    """Accept-Encoding alone changes nothing (benchmarks compare against plain
+    answers); /_stats counts the requests that asked for gzip."""
+    before = stats(srv)
+    for target in ("sine:2", "sine:2?latency=1ms"):
+        st, h, body = request(srv, "POST", "/query", query_body(target),
+                              headers={"Accept-Encoding": "gzip, deflate"})
+        assert st == 200 and "content-encoding" not in h
+        json.loads(body)
+    after = stats(srv)
+    assert after["accept_encoding_gzip"] - before["accept_encoding_gzip"] == 2
+    assert request(srv, "GET", "/", headers={"Accept-Encoding": 'x"\\y'})[0] == 200
+    s = stats(srv)
+    assert s["last_accept_encoding"] == "x??y"  # kept JSON-safe; /_stats itself is not noted
+    assert s["accept_encoding_gzip"] == after["accept_encoding_gzip"]
+
+
+def test_encoding_with_other_behaviours(srv):
+    plain = query(srv, "sine:3")[2]
+    st, h, body = query(srv, "sine:3?encoding=gzip&mode=chunked")
+    assert st == 200 and h["transfer-encoding"] == "chunked" and h["content-encoding"] == "gzip"
+    assert gzip.decompress(body) == plain
+    st, h, body = query(srv, "sine:1?encoding=deflate&status=503")
+    assert st == 503 and h["content-encoding"] == "deflate"
+    assert json.loads(zlib.decompress(body)) == {"error": "injected 503"}
+    st, h, body = query(srv, "sine:1?encoding=gzip&mode=malformed")
+    assert st == 200
+    with pytest.raises(ValueError):
+        json.loads(gzip.decompress(body))
+    st, h, body = query(srv, "sine:1?encoding=gzip&mode=drip&drip_bytes=4096&drip_ms=1")
+    assert st == 200 and gzip.decompress(body) == query(srv, "sine:1")[2]
+    # truncate: half of the compressed body, under the full compressed length
+    c = conn(srv)
+    c.request("POST", "/query", body=query_body("sine:3?mode=truncate&encoding=gzip"))
+    r = c.getresponse()
+    declared = int(r.getheader("Content-Length"))
+    with pytest.raises(http.client.IncompleteRead) as ei:
+        r.read()
+    c.close()
+    full = query(srv, "sine:3?encoding=gzip")[2]
+    assert declared == len(full) and ei.value.partial == full[:len(ei.value.partial)]
+
+
+@pytest.mark.parametrize("enc", ["gzip", "deflate", "deflate-raw"])
+def test_encoding_corrupt(srv, enc):
+    for target in (f"sine:3?encoding={enc}&corrupt=1", f"sine:1?mode=huge&bytes=300k&encoding={enc}&corrupt=1"):
+        st, h, body = query(srv, target)
+        assert st == 200 and h["content-encoding"] == ("gzip" if enc == "gzip" else "deflate")
+        d = zlib.decompressobj({"gzip": 16 + 15, "deflate": 15, "deflate-raw": -15}[enc])
+        with pytest.raises(zlib.error, match="invalid block type"):
+            d.decompress(body)
+        assert len(body) > 100  # the rest of the stream is still sent
+
+
+def test_encoding_br_is_garbage(srv):
+    for target in ("sine:2?encoding=br", "sine:1?mode=huge&bytes=10m&encoding=br"):
+        st, h, body = query(srv, target)
+        assert st == 200 and h["content-encoding"] == "br" and int(h["content-length"]) == len(body)
+        assert 0 < len(body) < 200
+        with pytest.raises(ValueError):
+            json.loads(body)
+
+
+def test_encoding_bad_parameters(srv):
+    st, _, body = query(srv, "sine:1?encoding=zstd")
+    assert st == 400 and "encoding=zstd" in json.loads(body)["error"]
+    st, _, body = query(srv, "sine:1?corrupt=1")
+    assert st == 400 and "corrupt=1 needs encoding" in json.loads(body)["error"]
+    st, _, body = query(srv, "sine:1?corrupt=1&encoding=br")
+    assert st == 400
+
+
+@pytest.mark.parametrize("enc", ["gzip", "deflate"])
+def test_huge_compressed_is_chunked_and_identical(srv, enc):
+    plain = query(srv, "sine:1?mode=huge&bytes=3m")[2]
+    st, h, body = query(srv, f"sine:1?mode=huge&bytes=3m&encoding={enc}")
+    assert st == 200 and h["content-encoding"] == enc
+    assert h["transfer-encoding"] == "chunked" and "content-length" not in h
+    assert len(body) < len(plain) // 2
+    assert inflate(enc, body) == plain
+
+
+def test_huge_gzip_bomb_is_valid_json(srv):
+    """The decompression bomb of the integration tests: 50 MiB of valid JSON."""
+    st, h, body = query(srv, "sine:1?mode=huge&bytes=50m&encoding=gzip", timeout=120)
+    assert st == 200
+    raw = gzip.decompress(body)
+    n = 50 * 1024 * 1024
+    assert n - 64 <= len(raw) <= n and len(body) < n // 2
+    assert raw.startswith(b'[{"target":"huge","datapoints":[[') and raw.endswith(b'"tags":{"shape":"huge"}}]')
+    out = json.loads(raw)
+    assert out[0]["target"] == "huge" and len(out[0]["datapoints"]) > 1000000
+
+
+def test_huge_compressed_http10_ends_with_close(srv):
+    s = socket.create_connection((srv.host, srv.port), timeout=20)
+    body = query_body("sine:1?mode=huge&bytes=1m&encoding=gzip")
+    s.sendall(b"POST /query HTTP/1.0\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    data = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        data += b
+    s.close()
+    head, payload = data.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200") and b"Connection: close" in head
+    assert b"Content-Length" not in head and b"Transfer-Encoding" not in head
+    assert gzip.decompress(payload) == query(srv, "sine:1?mode=huge&bytes=1m")[2]
+
+
+def test_huge_compressed_is_streamed_not_buffered(srv):
+    """A 1 GiB gzip answer read slowly: compressed as it goes, memory flat."""
+    rss0 = srv.rss_kb()
+    s = socket.create_connection((srv.host, srv.port), timeout=10)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.sendall(raw_request("/query", query_body("sine:1?mode=huge&bytes=1g&encoding=gzip")))
+    got = 0
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(65536)
+    assert b"Content-Encoding: gzip\r\n" in head and b"Transfer-Encoding: chunked\r\n" in head
+    while got < 4 * 1024 * 1024:
         got += len(s.recv(65536))
     time.sleep(0.3)
     rss1 = srv.rss_kb()
