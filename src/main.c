@@ -115,11 +115,11 @@ static void request_stop(const char *reason) { proc_request_stop(reason); }
  * past burst (an alert storm, a huge answer) left free inside the heap go
  * back to the OS within TRIM_INTERVAL_MS, so RSS follows the load. */
 #define TRIM_INTERVAL_MS 5000
-#define TRIM_KEEP_BYTES (2u << 20)
+#define TRIM_KEEP_BYTES (256u << 10)
 static void on_trim_timer(uv_timer_t *t) {
     (void)t;
     struct mallinfo2 mi = mallinfo2();
-    if (mi.fordblks > TRIM_KEEP_BYTES) malloc_trim(TRIM_KEEP_BYTES / 2);
+    if (mi.fordblks > TRIM_KEEP_BYTES) malloc_trim(0);
 }
 
 static void close_any(uv_handle_t *h, void *arg) {
@@ -168,6 +168,9 @@ int main(int argc, char **argv) {
      * to the OS and faulting it in again on the next frame (bounded: 8 MiB). */
     mallopt(M_TOP_PAD, 1 << 20);
     mallopt(M_TRIM_THRESHOLD, 8 << 20);
+    /* One arena: the only other threads are libuv's resolver pool, and an
+     * arena each would add hundreds of KiB of RSS for a few small blocks. */
+    mallopt(M_ARENA_MAX, 1);
 
     plugin_t *p = &g_plugin;
     uv_loop_init(&p->loop);

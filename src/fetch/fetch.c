@@ -670,7 +670,8 @@ static void on_connected(uv_connect_t *cr, int status) {
     conn_fail(c, FETCH_E_CONNECT, msg);
 }
 
-static void try_connect(fetch_conn *c) {
+/* Starts connecting to the next address; 0 or a libuv error. */
+static int connect_next(fetch_conn *c) {
     struct addrinfo *ai = c->next_addr;
     c->next_addr = ai->ai_next;
     uv_tcp_init(c->pool->loop, &c->tcp);
@@ -678,7 +679,11 @@ static void try_connect(fetch_conn *c) {
     c->tcp_open = true;
     c->state = C_CONNECTING;
     c->creq.data = c;
-    int rc = uv_tcp_connect(&c->creq, &c->tcp, ai->ai_addr, on_connected);
+    return uv_tcp_connect(&c->creq, &c->tcp, ai->ai_addr, on_connected);
+}
+
+static void try_connect(fetch_conn *c) {
+    int rc = connect_next(c);
     if (rc != 0) {
         char msg[FETCH_MSG_MAX];
         snprintf(msg, sizeof msg, "cannot connect to %s: %s", c->pool->hostport, uv_strerror(rc));
@@ -729,6 +734,21 @@ static fetch_conn *conn_open(fetch_pool *p) {
     char port[8];
     snprintf(port, sizeof port, "%u", p->url.port);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
+    /* An IP literal needs no resolver: no thread-pool round trip (and no
+     * pool thread waking up with a malloc arena of its own). Parsing it with
+     * AI_NUMERICHOST never touches the network or a file. */
+    struct addrinfo numeric = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                               .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(p->url.host, port, &numeric, &res) == 0 && res) {
+        c->addrs = c->next_addr = res;
+        int rc = connect_next(c);
+        if (rc != 0) { /* as below: the caller attaches its request, then we fail */
+            c->fail_err = FETCH_E_CONNECT;
+            snprintf(c->fail_msg, sizeof c->fail_msg, "cannot connect to %s: %s", p->hostport, uv_strerror(rc));
+        }
+        return c;
+    }
     c->gai_pending = true;
     int rc = uv_getaddrinfo(p->loop, &c->gai, on_resolved, p->url.host, port, &hints);
     if (rc != 0) {

@@ -1,6 +1,7 @@
 #include "metrics.h"
 
 #include <dirent.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,13 @@ void metrics_format(buf_t *b, const metrics_proc_sample *p, const hnd_env *env) 
     buf_printf(b, "plugin_grpc_calls_in_flight %zu\n", h2->calls_in_flight);
     family(b, "plugin_request_bytes_buffered", "gauge", "Request bytes held while messages are assembled.");
     buf_printf(b, "plugin_request_bytes_buffered %zu\n", h2->buffered_bytes);
+    /* Heap in use vs held free: tells a leak (in use grows) from memory the
+     * allocator keeps after a burst (free grows, trimmed every few seconds). */
+    struct mallinfo2 mi = mallinfo2();
+    family(b, "plugin_heap_in_use_bytes", "gauge", "Bytes of heap in use by the plugin (malloc arenas and mmapped blocks).");
+    buf_printf(b, "plugin_heap_in_use_bytes %zu\n", mi.uordblks + mi.hblkhd);
+    family(b, "plugin_heap_free_bytes", "gauge", "Bytes of heap the allocator holds free.");
+    buf_printf(b, "plugin_heap_free_bytes %zu\n", mi.fordblks);
     if (env->backend) bstats_format(env->backend, b);
 }
 

@@ -17,8 +17,8 @@ Every outcome is checked against what the fault plan causes; anything else
 is an unexpected error. VmRSS and the fd count are sampled every second.
 
 Pass: no unexpected error, the plugin alive, RSS growth after warm-up (the
-median of the last 10 % of samples against the median of the 10 % that
-follow warm-up) under 1 %, and the fd count flat (the highest count of the
+median of the last quarter of the samples against the median of the first
+quarter after warm-up; warm-up is 20 % of the run, 30 s to 6 min) under 1 %, and the fd count flat (the highest count of the
 second half of the run at most that of the first half after warm-up, plus
 the connection slack of one pool). Prints a summary; exit 1 on failure.
 """
@@ -56,10 +56,12 @@ class Soak:
         self.plugin = plugin
         self.url = backend.url
         self.stop = threading.Event()
+        self.go = threading.Event()  # cleared: workers pause (the quiet points RSS is read at)
         self.lock = threading.Lock()
         self.counts = {}
         self.unexpected = []
-        self.samples = []  # (t, rss_kib, fds)
+        self.samples = []  # (t, rss_kib, fds, heap_in_use_kib)
+        self.quiet = {}    # "base"/"end": (rss_kib, fds, heap_in_use_kib) with the load paused
         self.channel = grpc.insecure_channel(plugin.target, options=[
             ("grpc.max_receive_message_length", 64 << 20)])
         v2 = pp.pb()["pluginv2_pb2"]
@@ -86,10 +88,17 @@ class Soak:
                 return
         self.count(kind)
 
+    def wait_go(self):
+        """Blocks while the load is paused; False once the run is over."""
+        while not self.go.wait(0.2):
+            if self.stop.is_set():
+                return False
+        return not self.stop.is_set()
+
     # ---- workers --------------------------------------------------------
     def dashboards(self):
         req = qreq(ctx(self.url, {"maxConnections": 16}, uid="soak-dash"), DASH)
-        while not self.stop.is_set():
+        while self.wait_go():
             try:
                 self.check_all_ok("dashboard", self.query(req, timeout=10), [r for r, _ in DASH])
             except grpc.RpcError as e:
@@ -99,7 +108,7 @@ class Soak:
         targets = [("A", "sine:1?latency=20ms"), ("B", "sine:2?latency=20ms"), ("C", "table:5"), ("D", "frame:1")]
         req = qreq(ctx(self.url, {"maxConnections": 64, "maxConcurrentQueries": 4}, uid="soak-alerts"), targets,
                    headers={"FromAlert": "true"})
-        while not self.stop.wait(5):
+        while not self.stop.wait(5) and self.wait_go():
             futs = [self.query.future(req, timeout=30) for _ in range(100)]
             for f in futs:
                 try:
@@ -110,7 +119,7 @@ class Soak:
     def cancels(self):
         req = qreq(ctx(self.url, {"maxConnections": 16}, uid="soak-cancel"), [("A", "sine:1?latency=400ms")])
         n = 0
-        while not self.stop.is_set():
+        while self.wait_go():
             n += 1
             if n % 2:
                 try:
@@ -144,7 +153,7 @@ class Soak:
 
     def faults(self):
         req = qreq(ctx(self.url, FAULT_JSON, uid="soak-faults"), FAULTS)
-        while not self.stop.is_set():
+        while self.wait_go():
             try:
                 resp = self.query(req, timeout=10)
             except grpc.RpcError as e:
@@ -162,7 +171,7 @@ class Soak:
         targets = [("A", "sine:1?latency=50ms"), ("B", "table:3")]
         updated = 1700000000000
         futs = []
-        while not self.stop.is_set():
+        while self.wait_go():
             updated += 1
             req = qreq(ctx(self.url, {"maxConnections": 8}, uid="soak-change", updated=updated), targets)
             futs += [self.query.future(req, timeout=10) for _ in range(8)]
@@ -181,13 +190,29 @@ class Soak:
             except grpc.RpcError as e:
                 self.fail("change: %s %s" % (e.code().name, e.details()))
 
+    def heap_kib(self, g):
+        samples, _ = pp.parse_prometheus(g.metrics_text())
+        v = pp.metric_values(samples, "plugin_heap_in_use_bytes")
+        return int(v[0] / 1024) if v else -1
+
+    def quiet_point(self, settle=7.0):
+        self.go.clear()
+        time.sleep(settle)
+        g = pp.Grpc(self.plugin.target)
+        v = (self.plugin.rss_kib(), open_fds(self.plugin.pid), self.heap_kib(g))
+        g.close()
+        return v
+
     def sampler(self):
         t0 = time.monotonic()
+        g = pp.Grpc(self.plugin.target)
         while not self.stop.wait(1.0):
             if not self.plugin.alive():
                 self.fail("the plugin exited")
                 return
-            self.samples.append((time.monotonic() - t0, self.plugin.rss_kib(), open_fds(self.plugin.pid)))
+            self.samples.append((time.monotonic() - t0, self.plugin.rss_kib(), open_fds(self.plugin.pid),
+                                 self.heap_kib(g)))
+        g.close()
 
     def run(self):
         workers = [self.dashboards, self.dashboards, self.alerts, self.cancels, self.faults, self.changes]
@@ -198,32 +223,41 @@ class Soak:
         threads = [threading.Thread(target=w, daemon=True) for w in workers]
         for t in threads:
             t.start()
-        self.stop.wait(self.seconds)
+        # Warm-up, a quiet point, the measured run, a quiet point. RSS is
+        # compared at the quiet points: the load paused, in-flight calls
+        # over, the plugin's 5 s heap trim done. Under load RSS breathes with
+        # every storm; idle, what is left over is what a leak would show.
+        warm = warmup_seconds(self.seconds)
+        self.go.set()
+        self.stop.wait(warm)
+        self.quiet["base"] = self.quiet_point()
+        self.go.set()
+        self.stop.wait(self.seconds - warm)
+        self.quiet["end"] = self.quiet_point()
         self.stop.set()
         for t in threads:
             t.join(60)
         self.channel.close()
 
 
-def verdict(s, seconds):
-    warm = min(max(seconds * 0.2, 10), 120)
-    after = [x for x in s.samples if x[0] >= warm]
+def warmup_seconds(seconds):
+    return min(max(seconds * 0.2, 30), 360)
+
+
+def verdict(s):
     problems = list(s.unexpected)
     growth = None
-    if len(after) >= 10:
-        k = max(3, len(after) // 10)
-        base = statistics.median(x[1] for x in after[:k])
-        end = statistics.median(x[1] for x in after[-k:])
-        growth = (end - base) / base * 100
-        half = len(after) // 2
-        fd_first, fd_second = max(x[2] for x in after[:half]), max(x[2] for x in after[half:])
+    if "base" in s.quiet and "end" in s.quiet:
+        (rss0, fd0, heap0), (rss1, fd1, heap1) = s.quiet["base"], s.quiet["end"]
+        growth = (rss1 - rss0) / rss0 * 100
         if growth >= 1.0:
-            problems.append("RSS grew %.2f%% after warm-up (%d -> %d KiB)" % (growth, base, end))
-        if fd_second > fd_first + POOL_SLACK:
-            problems.append("fd count rose from %d to %d" % (fd_first, fd_second))
+            problems.append("RSS grew %.2f%% after warm-up (%d -> %d KiB at the quiet points; heap in use %d -> %d KiB)"
+                            % (growth, rss0, rss1, heap0, heap1))
+        if fd1 > fd0 + POOL_SLACK:
+            problems.append("fd count rose from %d to %d between the quiet points" % (fd0, fd1))
     else:
-        problems.append("too few samples after warm-up (%d)" % len(after))
-    return problems, growth, warm
+        problems.append("the run ended before its quiet points")
+    return problems, growth
 
 
 def main():
@@ -243,7 +277,8 @@ def main():
     plugin.read_handshake()
     s = Soak(seconds, plugin, backend)
     s.run()
-    problems, growth, warm = verdict(s, seconds)
+    problems, growth = verdict(s)
+    warm = warmup_seconds(seconds)
     rc = plugin.stop()
     if rc != 0:
         problems.append("plugin exit status %r" % rc)
@@ -259,13 +294,13 @@ def main():
     fds = [x[2] for x in s.samples]
     print("soak: %.0f s (warm-up %.0f s): %s" % (seconds, warm, json.dumps(s.counts, sort_keys=True)))
     if rss:
-        print("soak: VmRSS KiB min %d max %d last %d; growth after warm-up %s; fds min %d max %d last %d"
-              % (min(rss), max(rss), rss[-1], "n/a" if growth is None else "%.2f%%" % growth,
-                 min(fds), max(fds), fds[-1]))
+        print("soak: under load VmRSS KiB min %d max %d, fds min %d max %d; quiet points (RSS KiB, fds, heap KiB):"
+              " %s -> %s, RSS growth %s" % (min(rss), max(rss), min(fds), max(fds), s.quiet.get("base"),
+                                              s.quiet.get("end"), "n/a" if growth is None else "%.2f%%" % growth))
     print("soak: plugin error log lines: %d" % len(errors))
     step = max(1, len(s.samples) // 12)
-    print("soak: samples (s, VmRSS KiB, fds): %s" % " ".join(
-        "%.0f/%d/%d" % x for x in s.samples[::step]))
+    print("soak: samples (s, VmRSS KiB, fds, heap in use KiB): %s" % " ".join(
+        "%.0f/%d/%d/%d" % x for x in s.samples[::step]))
     for p in problems:
         print("soak: FAIL: %s" % p)
     print("soak: %s" % ("FAIL" if problems else "PASS"))
