@@ -13,6 +13,14 @@
  * uv_try_write and, for what the socket does not take, one uv_write at a
  * time (handshake messages and requests share that queue). http:// never
  * touches any of it.
+ *
+ * Through a proxy: the pool's copy of the proxy_server says where to
+ * connect. For https the CONNECT request goes out right after the TCP
+ * connect and on_read feeds the proxy's reply to proxy_reply_feed (the
+ * connection is "tunneling") until it is complete; a 2xx starts TLS as a
+ * direct connection would, the rest of that read being the first TLS bytes.
+ * For http only the request line (absolute form) and Proxy-Authorization
+ * differ. Bytes holding the Proxy-Authorization value are wiped after use.
  */
 #include "fetch.h"
 
@@ -26,6 +34,7 @@
 #include "../log/hclog.h"
 #include "../util/buf.h"
 #include "gunzip.h"
+#include "proxy.h"
 #include "tls.h"
 
 /* Room for a message naming host:port (up to 300 bytes) and a cause. */
@@ -48,6 +57,10 @@ struct fetch_pool {
     fetch_req *queue_head, *queue_tail;
     fetch_stats stats;
     tls_ctx *tls;               /* https only; owned */
+    char authority[300];        /* the Host header: host, or host:port when not the scheme's default */
+    bool via_proxy;             /* connect to proxy.host:proxy.port, not to the backend */
+    proxy_server proxy;         /* the pool's copy; its authorization is a SECRET, wiped on free */
+    char proxy_desc[400];       /* "the proxy http://host:port (from HTTPS_PROXY)", for messages */
 };
 
 struct fetch_conn {
@@ -76,6 +89,11 @@ struct fetch_conn {
     buf_t tx, txw;              /* ciphertext to send / being sent by uv_write */
     bool tx_writing;
     bool tcp_connected;         /* a timeout now means the TLS handshake */
+    /* https through a proxy */
+    bool tunneling;             /* CONNECT sent; the proxy's reply is not complete yet */
+    char *connect_msg;          /* the CONNECT request while uv_write sends it (holds the secret) */
+    size_t connect_len;
+    proxy_reply reply;
 };
 
 struct fetch_req {
@@ -114,7 +132,7 @@ static void conn_send(fetch_conn *c);
 const char *fetch_error_name(fetch_error e) {
     static const char *const names[] = {"ok", "dns", "connect", "timeout", "io", "protocol",
                                         "too_large", "aborted", "invalid", "tls_unknown_ca", "tls_name",
-                                        "tls_expired", "tls_client_cert", "tls", "nomem"};
+                                        "tls_expired", "tls_client_cert", "tls", "proxy", "nomem"};
     return (unsigned)e < sizeof names / sizeof names[0] ? names[e] : "unknown";
 }
 
@@ -131,6 +149,7 @@ bool fetch_header_ok(const char *name, const char *value) {
 
 static void pool_unref(fetch_pool *p) {
     if (--p->refs > 0) return;
+    explicit_bzero(&p->proxy, sizeof p->proxy);
     tls_ctx_free(p->tls);
     free(p->user_agent);
     free(p);
@@ -143,10 +162,19 @@ fetch_pool *fetch_pool_new(uv_loop_t *loop, const fetch_url *url, const fetch_li
     p->url = *url;
     p->lim = *limits;
     p->lim.tls = NULL;
+    p->lim.proxy = NULL;
     p->tls = limits->tls;
+    if (limits->proxy) {
+        p->via_proxy = true;
+        p->proxy = *limits->proxy;
+        char d[340];
+        proxy_describe(&p->proxy, d, sizeof d);
+        snprintf(p->proxy_desc, sizeof p->proxy_desc, "the proxy %s (from %s)", d,
+                 p->proxy.var[0] ? p->proxy.var : "the environment");
+    }
     if (p->lim.max_connections == 0) p->lim.max_connections = 1;
     p->user_agent = strdup(limits->user_agent ? limits->user_agent : "gpx-inhouse");
-    if (!p->user_agent) { tls_ctx_free(p->tls); free(p); return NULL; }
+    if (!p->user_agent) { explicit_bzero(&p->proxy, sizeof p->proxy); tls_ctx_free(p->tls); free(p); return NULL; }
     p->lim.user_agent = p->user_agent;
     if (url->tls && !p->tls) {
         tls_input bad;
@@ -154,12 +182,16 @@ fetch_pool *fetch_pool_new(uv_loop_t *loop, const fetch_url *url, const fetch_li
         p->tls = tls_ctx_client(&(tls_client_config){0}, &bad, err, sizeof err);
         if (!p->tls) {
             LOG_ERROR("cannot create a TLS context", HKV_S("error", err));
+            explicit_bzero(&p->proxy, sizeof p->proxy);
             free(p->user_agent);
             free(p);
             return NULL;
         }
     }
     fetch_url_hostport(url, p->hostport, sizeof p->hostport);
+    bool default_port = url->port == (url->tls ? 443 : 80);
+    snprintf(p->authority, sizeof p->authority, "%s",
+             default_port && !strchr(url->host, ':') ? url->host : p->hostport);
     p->refs = 1;
     return p;
 }
@@ -190,6 +222,7 @@ void fetch_pool_stats(const fetch_pool *p, fetch_stats *out) {
 static void on_req_timer_closed(uv_handle_t *h) {
     fetch_req *r = h->data;
     fetch_pool *p = r->pool;
+    if (p->proxy.has_auth && r->wire.data) explicit_bzero(r->wire.data, r->wire.cap); /* Proxy-Authorization */
     buf_free(&r->wire);
     gunzip_free(r->gz);
     free(r);
@@ -243,11 +276,20 @@ static int build_wire(fetch_req *r, const fetch_pool *p, const fetch_request *rq
     buf_t *b = &r->wire;
     const char *sep = (rq->path && *rq->path && rq->path[0] != '/') ? "/" : "";
     const char *path = rq->path ? rq->path : "";
-    buf_printf(b, "%s %s%s%s HTTP/1.1\r\n", rq->method, p->url.base_path, sep, path);
+    /* Through a proxy, http:// requests name the whole URL (absolute form);
+     * https:// ones travel inside the tunnel, as to the backend itself. */
+    bool absolute = p->via_proxy && !p->url.tls;
+    if (absolute && p->proxy.has_auth) { /* room for all of it: no realloc leaves a copy of the secret behind */
+        size_t need = 512 + strlen(rq->method) + 2 * sizeof p->authority + sizeof p->url.base_path + strlen(path) +
+                      strlen(p->proxy.authorization) + strlen(p->user_agent) + rq->body_len;
+        for (size_t i = 0; i < rq->nheaders; i++) need += strlen(rq->headers[i].name) + strlen(rq->headers[i].value) + 4;
+        if (!buf_reserve(b, need)) return -1;
+    }
+    buf_printf(b, "%s %s%s%s%s%s HTTP/1.1\r\n", rq->method, absolute ? "http://" : "", absolute ? p->authority : "",
+               p->url.base_path, sep, path);
     if (!p->url.base_path[0] && !*path) { b->len -= 11; buf_puts(b, "/ HTTP/1.1\r\n"); }
-    bool default_port = p->url.port == (p->url.tls ? 443 : 80);
-    if (default_port) buf_printf(b, "Host: %s\r\n", strchr(p->url.host, ':') ? p->hostport : p->url.host);
-    else buf_printf(b, "Host: %s\r\n", p->hostport);
+    buf_printf(b, "Host: %s\r\n", p->authority);
+    if (absolute && p->proxy.has_auth) buf_printf(b, "Proxy-Authorization: %s\r\n", p->proxy.authorization);
     buf_printf(b, "User-Agent: %s\r\n", p->user_agent);
     bool has_accept = false, has_ctype = false, has_encoding = false;
     for (size_t i = 0; i < rq->nheaders; i++) {
@@ -330,6 +372,7 @@ static void conn_maybe_free(fetch_conn *c) {
     if (c->closing_handles > 0 || c->gai_pending) return;
     fetch_pool *p = c->pool;
     if (c->addrs) uv_freeaddrinfo(c->addrs);
+    if (c->connect_msg) { explicit_bzero(c->connect_msg, c->connect_len); free(c->connect_msg); }
     tls_conn_free(c->tls);
     buf_free(&c->tx);
     buf_free(&c->txw);
@@ -403,11 +446,21 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
     b->len = sizeof buf;
 }
 
+/* The proxy refused CONNECT, answered something else than HTTP, or hung up
+ * (eof) before its reply ended. */
+static void conn_proxy_fail(fetch_conn *c, bool eof) {
+    fetch_pool *p = c->pool;
+    char msg[FETCH_MSG_MAX];
+    proxy_reply_message(&c->reply, &p->proxy, p->url.host, p->url.port, eof, msg, sizeof msg);
+    conn_fail(c, FETCH_E_PROXY, msg);
+}
+
 /* The socket ended (n < 0: UV_EOF or an error), or TLS said close_notify. */
 static void conn_eof(fetch_conn *c, ssize_t n) {
     fetch_req *r = c->req;
     char msg[FETCH_MSG_MAX];
     if (!r) { conn_close(c); return; } /* idle connection closed by the backend */
+    if (c->tunneling) { conn_proxy_fail(c, true); return; }
     if (c->tls && !tls_handshake_done(c->tls)) {
         snprintf(msg, sizeof msg,
                  "%s closed the connection during the TLS handshake (%s): is it a TLS server, and does it want a "
@@ -566,10 +619,25 @@ static void conn_tls_input(fetch_conn *c, const char *data, size_t n) {
     }
 }
 
+static void conn_tls_start(fetch_conn *c);
+
+/* The proxy's reply to CONNECT, in as many reads as it takes. On 2xx, TLS
+ * with the backend starts and gets what followed the reply's head. */
+static void conn_tunnel_input(fetch_conn *c, const char *data, size_t n) {
+    size_t used = 0;
+    proxy_reply_result res = proxy_reply_feed(&c->reply, (const uint8_t *)data, n, &used);
+    if (res == PROXY_REPLY_MORE) return;
+    if (res != PROXY_REPLY_ESTABLISHED) { conn_proxy_fail(c, false); return; }
+    c->tunneling = false;
+    conn_tls_start(c);
+    if (c->state != C_CLOSING && used < n) conn_tls_input(c, data + used, n - used);
+}
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
     fetch_conn *c = s->data;
     if (n == 0 || c->state == C_CLOSING) return;
     if (n < 0) conn_eof(c, n);
+    else if (c->tunneling) conn_tunnel_input(c, b->base, (size_t)n);
     else if (c->tls) conn_tls_input(c, b->base, (size_t)n);
     else conn_input(c, b->base, (size_t)n);
 }
@@ -636,6 +704,87 @@ static void conn_tls_start(fetch_conn *c) {
     else conn_tls_flush(c);
 }
 
+static void on_connect_written(uv_write_t *w, int status) {
+    fetch_conn *c = w->data;
+    c->tx_writing = false;
+    explicit_bzero(c->connect_msg, c->connect_len);
+    free(c->connect_msg);
+    c->connect_msg = NULL;
+    if (c->state == C_CLOSING) return;
+    if (status == 0) {
+        if (c->tls) conn_tls_flush(c); /* the reply came first: the ClientHello waited for this write */
+        return;
+    }
+    char msg[FETCH_MSG_MAX];
+    snprintf(msg, sizeof msg, "sending CONNECT %s to %s failed: %s", c->pool->hostport, c->pool->proxy_desc,
+             uv_strerror(status));
+    conn_fail(c, FETCH_E_PROXY, msg);
+}
+
+/* Connected to the proxy: ask it for a tunnel to the backend. Its reply is
+ * read by conn_tunnel_input; the connect timeout keeps running. */
+static void conn_proxy_connect(fetch_conn *c) {
+    fetch_pool *p = c->pool;
+    char req[2048];
+    size_t n = proxy_connect_request(&p->proxy, p->url.host, p->url.port, req, sizeof req);
+    if (n == 0) {
+        conn_fail(c, FETCH_E_INVALID, "cannot build the CONNECT request for the proxy (host name or credentials too long)");
+        return;
+    }
+    c->tunneling = true;
+    proxy_reply_init(&c->reply);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    uv_buf_t b = uv_buf_init(req, (unsigned)n);
+    int rc = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (rc >= 0 || rc == UV_EAGAIN) {
+        size_t done = rc > 0 ? (size_t)rc : 0;
+        rc = 0;
+        if (done < n) { /* the rest from a heap copy that lives until the write ends */
+            c->connect_msg = malloc(n - done);
+            if (!c->connect_msg) {
+                explicit_bzero(req, sizeof req);
+                conn_fail(c, FETCH_E_NOMEM, "out of memory sending CONNECT to the proxy");
+                return;
+            }
+            c->connect_len = n - done;
+            memcpy(c->connect_msg, req + done, n - done);
+            b = uv_buf_init(c->connect_msg, (unsigned)c->connect_len);
+            rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_connect_written);
+            if (rc == 0) c->tx_writing = true;
+        }
+    }
+    explicit_bzero(req, sizeof req);
+    if (rc != 0) {
+        char msg[FETCH_MSG_MAX];
+        snprintf(msg, sizeof msg, "sending CONNECT %s to %s failed: %s", p->hostport, p->proxy_desc, uv_strerror(rc));
+        conn_fail(c, FETCH_E_PROXY, msg);
+    }
+}
+
+/* Why connecting failed, naming the proxy when it was the proxy we tried. */
+static fetch_error connect_error(const fetch_pool *p, int rc, char *msg, size_t cap) {
+    if (p->via_proxy) {
+        snprintf(msg, cap, "cannot connect to %s: %s; check %s and that the proxy is running", p->proxy_desc,
+                 uv_strerror(rc), p->proxy.var);
+        return FETCH_E_PROXY;
+    }
+    if (rc == UV_ECONNREFUSED)
+        snprintf(msg, cap, "connection to %s refused: is the backend running?", p->hostport);
+    else
+        snprintf(msg, cap, "cannot connect to %s: %s", p->hostport, uv_strerror(rc));
+    return FETCH_E_CONNECT;
+}
+
+static fetch_error resolve_error(const fetch_pool *p, int rc, char *msg, size_t cap) {
+    if (p->via_proxy) {
+        snprintf(msg, cap, "cannot resolve the host of %s: %s; check %s", p->proxy_desc, uv_strerror(rc),
+                 p->proxy.var);
+        return FETCH_E_PROXY;
+    }
+    snprintf(msg, cap, "cannot resolve host %s: %s", p->url.host, uv_strerror(rc));
+    return FETCH_E_DNS;
+}
+
 /* The socket of a failed attempt is closed: try the host's next address. */
 static void on_retry_closed(uv_handle_t *h) {
     fetch_conn *c = h->data;
@@ -649,7 +798,8 @@ static void on_connected(uv_connect_t *cr, int status) {
     if (c->state == C_CLOSING) return;
     if (status == 0) {
         uv_tcp_nodelay(&c->tcp, 1);
-        if (c->pool->tls) conn_tls_start(c);
+        if (c->pool->via_proxy && c->pool->url.tls) conn_proxy_connect(c);
+        else if (c->pool->tls) conn_tls_start(c);
         else if (c->req) conn_send(c);
         else conn_to_idle(c); /* its request was aborted meanwhile */
         return;
@@ -663,11 +813,8 @@ static void on_connected(uv_connect_t *cr, int status) {
         return;
     }
     char msg[FETCH_MSG_MAX];
-    if (status == UV_ECONNREFUSED)
-        snprintf(msg, sizeof msg, "connection to %s refused: is the backend running?", c->pool->hostport);
-    else
-        snprintf(msg, sizeof msg, "cannot connect to %s: %s", c->pool->hostport, uv_strerror(status));
-    conn_fail(c, FETCH_E_CONNECT, msg);
+    fetch_error err = connect_error(c->pool, status, msg, sizeof msg);
+    conn_fail(c, err, msg);
 }
 
 /* Starts connecting to the next address; 0 or a libuv error. */
@@ -686,8 +833,8 @@ static void try_connect(fetch_conn *c) {
     int rc = connect_next(c);
     if (rc != 0) {
         char msg[FETCH_MSG_MAX];
-        snprintf(msg, sizeof msg, "cannot connect to %s: %s", c->pool->hostport, uv_strerror(rc));
-        conn_fail(c, FETCH_E_CONNECT, msg);
+        fetch_error err = connect_error(c->pool, rc, msg, sizeof msg);
+        conn_fail(c, err, msg);
     }
 }
 
@@ -701,8 +848,8 @@ static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res) {
     }
     if (status != 0 || !res) {
         char msg[FETCH_MSG_MAX];
-        snprintf(msg, sizeof msg, "cannot resolve host %s: %s", c->pool->url.host, uv_strerror(status));
-        conn_fail(c, FETCH_E_DNS, msg);
+        fetch_error err = resolve_error(c->pool, status, msg, sizeof msg);
+        conn_fail(c, err, msg);
         return;
     }
     c->addrs = c->next_addr = res;
@@ -711,10 +858,17 @@ static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res) {
 
 static void on_connect_timeout(uv_timer_t *t) {
     fetch_conn *c = t->data;
+    fetch_pool *p = c->pool;
     char msg[FETCH_MSG_MAX];
-    snprintf(msg, sizeof msg, "%s %s timed out after %llu ms",
-             c->tcp_connected ? "the TLS handshake with" : "connecting to", c->pool->hostport,
-             (unsigned long long)c->pool->lim.connect_timeout_ms);
+    unsigned long long ms = (unsigned long long)p->lim.connect_timeout_ms;
+    if (c->tunneling)
+        snprintf(msg, sizeof msg, "%s gave no answer to CONNECT %s: timed out after %llu ms", p->proxy_desc,
+                 p->hostport, ms);
+    else if (p->via_proxy && !c->tcp_connected)
+        snprintf(msg, sizeof msg, "connecting to %s timed out after %llu ms", p->proxy_desc, ms);
+    else
+        snprintf(msg, sizeof msg, "%s %s timed out after %llu ms", c->tcp_connected ? "the TLS handshake with" : "connecting to",
+                 p->hostport, ms);
     conn_fail(c, FETCH_E_TIMEOUT, msg);
 }
 
@@ -731,8 +885,10 @@ static fetch_conn *conn_open(fetch_pool *p) {
     p->nconns++;
     p->stats.connections_opened++;
     if (p->lim.connect_timeout_ms) uv_timer_start(&c->timer, on_connect_timeout, p->lim.connect_timeout_ms, 0);
+    /* Through a proxy, every connection goes to the proxy. */
+    const char *host = p->via_proxy ? p->proxy.host : p->url.host;
     char port[8];
-    snprintf(port, sizeof port, "%u", p->url.port);
+    snprintf(port, sizeof port, "%u", p->via_proxy ? p->proxy.port : p->url.port);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
     /* An IP literal needs no resolver: no thread-pool round trip (and no
      * pool thread waking up with a malloc arena of its own). Parsing it with
@@ -740,24 +896,19 @@ static fetch_conn *conn_open(fetch_pool *p) {
     struct addrinfo numeric = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                                .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
-    if (getaddrinfo(p->url.host, port, &numeric, &res) == 0 && res) {
+    if (getaddrinfo(host, port, &numeric, &res) == 0 && res) {
         c->addrs = c->next_addr = res;
         int rc = connect_next(c);
-        if (rc != 0) { /* as below: the caller attaches its request, then we fail */
-            c->fail_err = FETCH_E_CONNECT;
-            snprintf(c->fail_msg, sizeof c->fail_msg, "cannot connect to %s: %s", p->hostport, uv_strerror(rc));
-        }
+        if (rc != 0) /* as below: the caller attaches its request, then we fail */
+            c->fail_err = connect_error(p, rc, c->fail_msg, sizeof c->fail_msg);
         return c;
     }
     c->gai_pending = true;
-    int rc = uv_getaddrinfo(p->loop, &c->gai, on_resolved, p->url.host, port, &hints);
+    int rc = uv_getaddrinfo(p->loop, &c->gai, on_resolved, host, port, &hints);
     if (rc != 0) {
         c->gai_pending = false;
-        char msg[FETCH_MSG_MAX];
-        snprintf(msg, sizeof msg, "cannot resolve host %s: %s", p->url.host, uv_strerror(rc));
         /* No request is attached yet: the caller attaches, then we fail. */
-        c->fail_err = FETCH_E_DNS;
-        snprintf(c->fail_msg, sizeof c->fail_msg, "%s", msg);
+        c->fail_err = resolve_error(p, rc, c->fail_msg, sizeof c->fail_msg);
     }
     return c;
 }
@@ -862,6 +1013,18 @@ static int gz_fail(fetch_conn *c, gunzip_status st) {
 static int hp_headers_complete(llhttp_t *hp) {
     fetch_conn *c = hp->data;
     fetch_req *r = c->req;
+    fetch_pool *p = c->pool;
+    if (p->via_proxy && !p->url.tls && llhttp_get_status_code(hp) == 407) {
+        /* The proxy, not the backend, wants (other) credentials. */
+        proxy_reply pr;
+        proxy_reply_init(&pr);
+        pr.result = PROXY_REPLY_REFUSED;
+        pr.status = 407;
+        snprintf(pr.reason, sizeof pr.reason, "Proxy Authentication Required");
+        c->fail_err = FETCH_E_PROXY;
+        proxy_reply_message(&pr, &p->proxy, p->url.host, p->url.port, false, c->fail_msg, sizeof c->fail_msg);
+        return -1;
+    }
     gunzip_free(r->gz); /* a response before this one (a retried request) */
     r->gz = NULL;
     gunzip_encoding enc = gunzip_encoding_parse(r->cenc_len ? r->cenc : NULL);

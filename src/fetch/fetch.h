@@ -17,6 +17,14 @@
  * blocking handshake). The handshake counts as part of connecting; the
  * pool's TLS context (verification settings, client certificate) is shared
  * by its connections, which resume the last session the server gave.
+ *
+ * Through a proxy (fetch_limits.proxy): connections go to the proxy's
+ * host:port; http:// requests use the absolute form ("GET http://host/path"),
+ * https:// connections first send CONNECT host:port and start TLS with the
+ * backend once the proxy says 2xx. The connect timeout covers the CONNECT
+ * exchange. Failures of the proxy itself (cannot connect, CONNECT refused, a
+ * 407 to an http:// request) are FETCH_E_PROXY with a message naming it;
+ * timeouts stay FETCH_E_TIMEOUT, their message naming the proxy too.
  */
 #ifndef FETCH_H
 #define FETCH_H
@@ -26,6 +34,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "proxy.h"
 #include "url.h"
 
 typedef enum {
@@ -43,6 +52,7 @@ typedef enum {
     FETCH_E_TLS_EXPIRED,      /* a certificate expired or is not valid yet */
     FETCH_E_TLS_CLIENT_CERT,  /* the server requires or rejected our client certificate */
     FETCH_E_TLS,              /* any other TLS failure (not TLS at all, no common cipher, ...) */
+    FETCH_E_PROXY,            /* the proxy cannot be reached, refused CONNECT (407, 403, ...) or gave no valid answer */
     FETCH_E_NOMEM
 } fetch_error;
 
@@ -55,6 +65,11 @@ typedef struct {
     /* https only: the TLS context (tls.h). fetch_pool_new takes it over, also
      * when it fails; NULL = verify against the system store, no client cert. */
     struct tls_ctx *tls;
+    /* NULL: connect to the backend. Else through this HTTP proxy (proxy.h):
+     * http:// requests in absolute form, https:// in a CONNECT tunnel. The
+     * pool keeps a copy (it holds the Proxy-Authorization secret, wiped when
+     * the pool is freed); the caller may wipe its own at once. */
+    const proxy_server *proxy;
 } fetch_limits;
 
 typedef struct {

@@ -122,6 +122,9 @@ static void on_done(void *arg, fetch_error err, const char *msg) {
     case FETCH_E_TLS_CLIENT_CERT:
         snprintf(text, sizeof text, "%s: %s", msg, inst_tls_hint(err));
         break;
+    case FETCH_E_PROXY:
+        snprintf(text, sizeof text, "proxy failure, the backend was not reached: %s", msg);
+        break;
     default:
         snprintf(text, sizeof text, "%s", msg);
         break;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../fetch/proxy.h"
 #include "../fetch/tls.h"
 #include "../log/hclog.h"
 #include "../util/buf.h"
@@ -340,15 +341,36 @@ inst_t *inst_get(inst_cache *c, const Pluginv2__PluginContext *ctx) {
     parse_settings(in, ctx, !c->offline);
     if (!in->key) { inst_free(in); return NULL; }
     if (c->offline && !in->problem) in->problem = strdup("network access is disabled in this process");
+    /* HTTP_PROXY / HTTPS_PROXY / NO_PROXY, decided once per instance as Go's
+     * net/http does (proxy.h); an unusable value is the instance's problem
+     * (the message names the variable, never its credentials). */
+    proxy_server px;
+    proxy_route route = PROXY_DIRECT;
+    if (!in->problem) {
+        char perr[512];
+        route = proxy_for(proxy_real_getenv, NULL, in->parsed_url.tls, in->parsed_url.host, in->parsed_url.port, &px,
+                          perr, sizeof perr);
+        if (route == PROXY_ERROR) {
+            in->problem = strdup(perr);
+            if (!in->problem) { inst_free(in); return NULL; }
+        } else if (route == PROXY_VIA) {
+            char d[340];
+            proxy_describe(&px, d, sizeof d); /* never the authorization */
+            LOG_DEBUG("data source requests go through a proxy", HKV_S("dataSource", key), HKV_S("proxy", d),
+                      HKV_S("from", px.var));
+        }
+    }
     if (!in->problem) {
         fetch_limits lim = {.connect_timeout_ms = in->timeout_ms < 10000 ? in->timeout_ms : 10000,
                             .idle_timeout_ms = 60000,
                             .max_connections = in->max_connections,
                             .max_response_bytes = in->max_response_bytes,
                             .user_agent = c->user_agent,
-                            .tls = in->tls};
+                            .tls = in->tls,
+                            .proxy = route == PROXY_VIA ? &px : NULL};
         in->tls = NULL; /* the pool owns it now, even if it fails */
         in->pool = fetch_pool_new(c->loop, &in->parsed_url, &lim);
+        explicit_bzero(&px, sizeof px); /* the pool has its own copy */
         if (!in->pool) { inst_free(in); return NULL; }
     }
     in->refs = 2; /* the cache's and the caller's */

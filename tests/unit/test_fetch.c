@@ -1,6 +1,7 @@
 /* The HTTP/1.1 client against a scripted server on the same loop: keep-alive
  * reuse, chunked bodies, every failure kind, timeouts, abort, the
- * connection cap with its FIFO queue, and header injection refusal. */
+ * connection cap with its FIFO queue, and header injection refusal. The same
+ * server plays an HTTP proxy: absolute-form requests and CONNECT. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -110,7 +111,29 @@ static void respond_compressed(sconn *s, const char *path) {
     }
 }
 
+/* CONNECT host:port: what the proxy says depends on the host. */
+static void respond_connect(sconn *s, const char *target) {
+    if (!strncmp(target, "auth.test:", 10))
+        s_sends(s, "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"p\"\r\n"
+                   "Content-Length: 0\r\n\r\n");
+    else if (!strncmp(target, "forbid.test:", 12))
+        s_sends(s, "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
+    else if (!strncmp(target, "close.test:", 11)) s_close(s);
+    else if (!strncmp(target, "garbage.test:", 13)) s_sends(s, "SSH-2.0-OpenSSH_9.6\r\n\r\n");
+    else if (!strncmp(target, "notls.test:", 11)) /* tunnel open, and the "backend" is no TLS server */
+        s_sends(s, "HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.1 400 Bad Request\r\n\r\n");
+    /* "hang.test": no answer */
+}
+
 static void respond(sconn *s, const char *path) {
+    if (!strncmp(path, "http://", 7)) { /* absolute form: we are the proxy */
+        const char *slash = strchr(path + 7, '/');
+        path = slash ? slash : "/";
+        if (strstr(path, "/need-proxy-auth")) {
+            s_sends(s, "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n");
+            return;
+        }
+    }
     if (!strncmp(path, "/gzip", 5) || !strcmp(path, "/deflate") || !strcmp(path, "/br")) {
         respond_compressed(s, path);
         return;
@@ -158,13 +181,14 @@ static void s_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
         char *cl = strcasestr(s->in, "Content-Length:");
         if (cl && cl < end) body = (size_t)atoi(cl + 15);
         if (s->in_len < head + body) return;
-        char path[256] = "";
-        sscanf(s->in, "%*s %255s", path);
+        char method[16] = "", path[256] = "";
+        sscanf(s->in, "%15s %255s", method, path);
         snprintf(last_request, sizeof last_request, "%.*s", (int)head, s->in);
         memmove(s->in, s->in + head + body, s->in_len - head - body);
         s->in_len -= head + body;
         s->in[s->in_len] = '\0';
-        respond(s, path);
+        if (!strcmp(method, "CONNECT")) respond_connect(s, path);
+        else respond(s, path);
         if (s->closed) return;
     }
 }
@@ -232,6 +256,21 @@ static fetch_pool *pool_for(int p, const char *base, size_t max_conns, size_t ma
     fetch_limits lim = {.connect_timeout_ms = 2000, .idle_timeout_ms = 5000, .max_connections = max_conns,
                         .max_response_bytes = max_bytes, .user_agent = "test/1"};
     return fetch_pool_new(&loop, &u, &lim);
+}
+
+/* A pool for url whose connections go through the proxy proxy_url. */
+static fetch_pool *pool_via(const char *proxy_url, const char *url, uint64_t connect_timeout_ms) {
+    proxy_server px;
+    char err[256];
+    assert_int_equal(proxy_url_parse(proxy_url, "HTTPS_PROXY", &px, err, sizeof err), 0);
+    fetch_url u;
+    assert_int_equal(fetch_url_parse(url, &u, err, sizeof err), 0);
+    fetch_limits lim = {.connect_timeout_ms = connect_timeout_ms, .idle_timeout_ms = 5000, .max_connections = 2,
+                        .user_agent = "test/1", .proxy = &px};
+    fetch_pool *p = fetch_pool_new(&loop, &u, &lim);
+    explicit_bzero(&px, sizeof px);
+    assert_non_null(p);
+    return p;
 }
 
 static void run_until(result *r, size_t n) {
@@ -536,6 +575,115 @@ static void stale_keepalive_is_retried_once(void **state) {
     fetch_pool_release(chain_pool);
 }
 
+/* http:// through a proxy: absolute form, the Host header as without one,
+ * Proxy-Authorization when the proxy URL has credentials, keep-alive. */
+static void http_through_proxy(void **state) {
+    (void)state;
+    char px[128];
+    snprintf(px, sizeof px, "http://alice:s3cret@127.0.0.1:%d", port);
+    /* The backend address is never dialled: only the proxy is. */
+    fetch_pool *p = pool_via(px, "http://10.255.255.1:8080/base", 2000);
+    result r;
+    for (int i = 0; i < 2; i++) {
+        get(p, "query", &r, 2000);
+        run_until(&r, 1);
+        assert_int_equal(r.err, FETCH_OK);
+        assert_memory_equal(r.body, "base", 4);
+        assert_non_null(strstr(last_request, "GET http://10.255.255.1:8080/base/query HTTP/1.1\r\n"));
+        assert_non_null(strstr(last_request, "\r\nHost: 10.255.255.1:8080\r\n"));
+        /* base64("alice:s3cret") */
+        assert_non_null(strstr(last_request, "\r\nProxy-Authorization: Basic YWxpY2U6czNjcmV0\r\n"));
+    }
+    assert_int_equal(accepted, 1); /* kept alive to the proxy */
+    /* A 407 to an absolute-form request is the proxy's, not the backend's. */
+    get(p, "need-proxy-auth", &r, 2000);
+    run_until(&r, 1);
+    assert_int_equal(r.err, FETCH_E_PROXY);
+    assert_non_null(strstr(r.msg, "refused the credentials in HTTPS_PROXY (407"));
+    assert_null(strstr(r.msg, "s3cret"));
+    assert_null(strstr(r.msg, "YWxpY2U6czNjcmV0"));
+    fetch_pool_release(p);
+    /* Without credentials: no Proxy-Authorization; the default port is not in Host or the URL. */
+    snprintf(px, sizeof px, "127.0.0.1:%d", port);
+    p = pool_via(px, "http://metrics.internal", 2000);
+    get(p, "ok", &r, 2000);
+    run_until(&r, 1);
+    assert_int_equal(r.err, FETCH_OK);
+    assert_non_null(strstr(last_request, "GET http://metrics.internal/ok HTTP/1.1\r\nHost: metrics.internal\r\n"));
+    assert_null(strcasestr(last_request, "Proxy-Authorization"));
+    get(p, "", &r, 2000);
+    run_until(&r, 1);
+    assert_non_null(strstr(last_request, "GET http://metrics.internal/ HTTP/1.1\r\n"));
+    fetch_pool_release(p);
+}
+
+static void https_proxy_expect(const char *backend, bool auth, fetch_error want, const char *text) {
+    char px[128], url[128];
+    snprintf(px, sizeof px, "http://%s127.0.0.1:%d", auth ? "bob:pw@" : "", port);
+    snprintf(url, sizeof url, "https://%s", backend);
+    fetch_pool *p = pool_via(px, url, strstr(backend, "hang") ? 300 : 3000);
+    result r;
+    get(p, "ok", &r, 5000);
+    run_until(&r, 1);
+    if (r.err != want || !strstr(r.msg, text)) fail_msg("%s: got %s: %s", backend, fetch_error_name(r.err), r.msg);
+    assert_null(strstr(r.msg, "bob:pw"));
+    fetch_pool_release(p);
+}
+
+/* https:// through a proxy: CONNECT, and every way the proxy can say no. */
+static void https_connect_refusals(void **state) {
+    (void)state;
+    https_proxy_expect("auth.test", false, FETCH_E_PROXY,
+                       "requires authentication (407 Proxy Authentication Required): put user:password@ before the "
+                       "host in HTTPS_PROXY");
+    assert_non_null(strstr(last_request, "CONNECT auth.test:443 HTTP/1.1\r\nHost: auth.test:443\r\n"));
+    assert_null(strcasestr(last_request, "Proxy-Authorization"));
+    https_proxy_expect("auth.test:8443", true, FETCH_E_PROXY, "refused the credentials in HTTPS_PROXY (407");
+    assert_non_null(strstr(last_request, "CONNECT auth.test:8443 HTTP/1.1\r\n"));
+    assert_non_null(strstr(last_request, "\r\nProxy-Authorization: Basic Ym9iOnB3\r\n"));
+    https_proxy_expect("forbid.test", false, FETCH_E_PROXY, "does not allow a tunnel to forbid.test:443 (403 Forbidden)");
+    https_proxy_expect("close.test", false, FETCH_E_PROXY, "closed the connection before it answered CONNECT close.test:443");
+    https_proxy_expect("garbage.test", false, FETCH_E_PROXY, "gave no valid answer to CONNECT garbage.test:443");
+    /* The connect timeout covers the CONNECT exchange. */
+    https_proxy_expect("hang.test", false, FETCH_E_TIMEOUT, "gave no answer to CONNECT hang.test:443: timed out after 300 ms");
+    /* 2xx: TLS starts in the tunnel, with the bytes that came with the reply. */
+    https_proxy_expect("notls.test", false, FETCH_E_TLS, "TLS with notls.test:443 failed");
+}
+
+/* A proxy nobody listens on: the message names the proxy and the variable. */
+static void proxy_down(void **state) {
+    (void)state;
+    uv_tcp_t t;
+    uv_tcp_init(&loop, &t);
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    uv_tcp_bind(&t, (struct sockaddr *)&a, 0);
+    struct sockaddr_in got;
+    int len = sizeof got;
+    uv_tcp_getsockname(&t, (struct sockaddr *)&got, &len);
+    int dead = ntohs(got.sin_port);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    char px[128], want[200];
+    snprintf(px, sizeof px, "http://u:p@127.0.0.1:%d", dead);
+    snprintf(want, sizeof want,
+             "cannot connect to the proxy http://127.0.0.1:%d (with credentials) (from HTTPS_PROXY): connection refused",
+             dead);
+    const char *urls[] = {"https://backend.test", "http://backend.test"};
+    for (int i = 0; i < 2; i++) {
+        fetch_pool *p = pool_via(px, urls[i], 2000);
+        result r;
+        get(p, "ok", &r, 2000);
+        run_until(&r, 1);
+        assert_int_equal(r.err, FETCH_E_PROXY);
+        if (!strstr(r.msg, want)) fail_msg("got: %s", r.msg);
+        assert_null(strstr(r.msg, "u:p"));
+        fetch_pool_release(p);
+    }
+    assert_string_equal(fetch_error_name(FETCH_E_PROXY), "proxy");
+    assert_string_equal(fetch_error_name(FETCH_E_NOMEM), "nomem");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(ok_and_keepalive, setup, teardown),
@@ -549,6 +697,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(refused, setup, teardown),
         cmocka_unit_test_setup_teardown(header_injection_refused_after_return, setup, teardown),
         cmocka_unit_test_setup_teardown(stale_keepalive_is_retried_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(http_through_proxy, setup, teardown),
+        cmocka_unit_test_setup_teardown(https_connect_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(proxy_down, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
