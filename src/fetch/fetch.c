@@ -884,6 +884,10 @@ static fetch_conn *conn_open(fetch_pool *p) {
     p->refs++;
     p->nconns++;
     p->stats.connections_opened++;
+    /* The loop's clock is from the start of this iteration; building the
+     * instance may have taken a while (loading OpenSSL, say), so refresh it
+     * or the connect timeout fires early. */
+    uv_update_time(p->loop);
     if (p->lim.connect_timeout_ms) uv_timer_start(&c->timer, on_connect_timeout, p->lim.connect_timeout_ms, 0);
     /* Through a proxy, every connection goes to the proxy. */
     const char *host = p->via_proxy ? p->proxy.host : p->url.host;
