@@ -15,6 +15,14 @@
 #include "../log/hclog.h"
 
 #define MAX_PATH_LEN 512
+/* The header list a client may send (RFC 9113 §6.5.2 size: name + value + 32
+ * per field), advertised as SETTINGS_MAX_HEADER_LIST_SIZE. nghttp2 only
+ * advertises it; the limit is enforced in on_header_cb, because HPACK lets a
+ * 16 KiB frame expand to megabytes of fields (one dynamic-table entry
+ * referenced thousands of times). The wire size of a header block is bounded
+ * by nghttp2 itself: at most 8 CONTINUATION frames (its default) after the
+ * HEADERS frame, more is a connection error. */
+#define MAX_HEADER_LIST_SIZE (64 * 1024)
 #define DEADLINE_SLACK_NS (20 * 1000000LL)
 
 static const conn_proto h2_conn_proto;
@@ -316,6 +324,9 @@ static int on_data_chunk_cb(nghttp2_session *ng, uint8_t flags, int32_t stream_i
 
 static int on_begin_headers_cb(nghttp2_session *ng, const nghttp2_frame *frame, void *user) {
     h2_session *s = user;
+    /* Header blocks never interleave (CONTINUATION follows at once), so one
+     * counter per session measures the block being received. */
+    s->header_list_size = 0;
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
     call_t *c = call_new(s, frame->hd.stream_id, s->server->cfg.max_request_bytes);
     if (!c) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets this stream only */
@@ -328,8 +339,18 @@ static int on_begin_headers_cb(nghttp2_session *ng, const nghttp2_frame *frame, 
 
 static int on_header_cb(nghttp2_session *ng, const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
                         const uint8_t *value, size_t valuelen, uint8_t flags, void *user) {
-    (void)flags; (void)user;
-    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+    (void)flags;
+    h2_session *s = user;
+    if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+    s->header_list_size += namelen + valuelen + 32;
+    if (s->header_list_size > MAX_HEADER_LIST_SIZE) {
+        /* Resets this stream (nghttp2 decodes the rest of the block without
+         * calling us); the connection goes on. */
+        LOG_DEBUG("request headers over the limit", HKV_I("conn", s->conn->id),
+                  HKV_I("stream", frame->hd.stream_id), HKV_I("limit", MAX_HEADER_LIST_SIZE));
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
     call_t *c = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
     if (!c) return 0;
     if (namelen == 5 && memcmp(name, ":path", 5) == 0) {
@@ -520,7 +541,7 @@ void *h2_server_make_session(void *arg, conn_t *conn, const conn_proto **vt) {
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, srv->cfg.max_concurrent_streams},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20},
-        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 64 * 1024},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST_SIZE},
     };
     nghttp2_submit_settings(s->ng, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]);
     /* A generous connection window so large requests are not throttled. */

@@ -52,6 +52,7 @@ struct h2_session {
     conn_t *conn;
     nghttp2_session *ng;
     call_t *calls;              /* calls whose stream is open */
+    size_t header_list_size;    /* of the header block being received */
     bool dead;                  /* fatal protocol error: close after flush */
     h2_session *prev, *next;
 };
