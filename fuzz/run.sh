@@ -29,7 +29,7 @@ if [ "$SECONDS_EACH" = 0 ] && [ -z "$RUNS" ]; then
 fi
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-TARGETS=(fuzz_grpc_deframer fuzz_grpc_meta fuzz_request_decoders fuzz_h2_session fuzz_convert fuzz_arrow_read fuzz_arrow_roundtrip fuzz_settings_query fuzz_gunzip fuzz_proxy)
+TARGETS=(fuzz_grpc_deframer fuzz_grpc_meta fuzz_request_decoders fuzz_h2_session fuzz_convert fuzz_arrow_read fuzz_arrow_roundtrip fuzz_settings_query fuzz_gunzip fuzz_proxy fuzz_http_response)
 WORK=$BUILD/fuzz-work
 JOBS=${FUZZ_JOBS:-$(nproc)}
 mkdir -p "$WORK"

@@ -1029,6 +1029,13 @@ static int hp_headers_complete(llhttp_t *hp) {
         proxy_reply_message(&pr, &p->proxy, p->url.host, p->url.port, false, c->fail_msg, sizeof c->fail_msg);
         return -1;
     }
+    int status = llhttp_get_status_code(hp);
+    if (status < 100 || status > 999) { /* llhttp takes "HTTP/1.1 2 OK" */
+        c->fail_err = FETCH_E_PROTOCOL;
+        snprintf(c->fail_msg, sizeof c->fail_msg, "%s sent an invalid HTTP response: status code %d is not three digits",
+                 c->pool->hostport, status);
+        return -1;
+    }
     gunzip_free(r->gz); /* a response before this one (a retried request) */
     r->gz = NULL;
     gunzip_encoding enc = gunzip_encoding_parse(r->cenc_len ? r->cenc : NULL);
