@@ -111,19 +111,6 @@ static bool frame_utf8_ok(const frame_t *f) {
     return true;
 }
 
-static uint64_t hash(const uint8_t *p, size_t n) {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
-    return h ? h : 1;
-}
-
-static uint64_t next(uint64_t *s) {
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
 typedef struct {
     int rc;
     char error[600];
@@ -199,7 +186,7 @@ static void check_frame(frame_t *f, const buf_t *arrow, size_t idx) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* bugs 1 and 6 are fixed: no input is screened for them any more */
-    uint64_t seed = hash(data, size);
+    uint64_t seed = fuzz_hash(data, size);
     const char *query = (seed & 1) ? "q:1" : NULL;
 
     result_t whole = {0}, split = {0};
@@ -213,7 +200,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int rc = 0;
     size_t off = 0;
     while (off < size && rc == 0) {
-        uint64_t r = next(&s);
+        uint64_t r = fuzz_next(&s);
         size_t n = (r & 7) == 0 ? 0 : (r & 7) < 3 ? 1 : 2 + (size_t)((r >> 3) % 63);
         if (n > size - off) n = size - off;
         rc = conv_feed(c, data + off, n);

@@ -57,19 +57,6 @@ static int sink_out(void *arg, const uint8_t *p, size_t n) {
     return 0;
 }
 
-static uint64_t hash(const uint8_t *p, size_t n) {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
-    return h ? h : 1;
-}
-
-static uint64_t next(uint64_t *s) {
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
 /* Decodes in chunks from the plan (whole when seed == 0); sink gets the output. */
 static gunzip_status decode(gunzip_encoding enc, size_t limit, const uint8_t *in, size_t n, uint64_t seed,
                             sink_t *s) {
@@ -84,7 +71,7 @@ static gunzip_status decode(gunzip_encoding enc, size_t limit, const uint8_t *in
         off = n;
     }
     while (off < n && st == GUNZIP_OK) {
-        uint64_t r = next(&seed);
+        uint64_t r = fuzz_next(&seed);
         size_t c = (r & 7) == 0 ? 0 : (r & 7) < 3 ? 1 : (r & 7) < 6 ? 2 + (size_t)((r >> 3) % 63) : (size_t)((r >> 3) % 4097);
         if (c > n - off) c = n - off;
         st = gunzip_feed(z, in + off, c);
@@ -188,7 +175,7 @@ static void round_trip(unsigned wrapper, size_t limit, const uint8_t *plain, siz
     free(s.data);
 
     /* cut short (nothing at all is an empty body, which is fine) */
-    size_t cut = (size_t)(next(&seed) % clen);
+    size_t cut = (size_t)(fuzz_next(&seed) % clen);
     st = decode(enc, limit, comp, cut, seed, &s);
     if (cut == 0)
         CHECK(st == GUNZIP_OK && s.len == 0, "empty body gave %d", (int)st);
@@ -213,7 +200,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint8_t flags = data[0];
     const uint8_t *body = data + 1;
     size_t n = size - 1;
-    uint64_t seed = hash(data, size);
+    uint64_t seed = fuzz_hash(data, size);
     size_t limit = limits[(flags >> 1) & 7];
     if (flags & 0x10)
         round_trip((flags >> 5) & 3, limit, body, n, seed);

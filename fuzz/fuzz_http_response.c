@@ -134,13 +134,6 @@ static void wait_for_request(const outcome *o) {
     for (int i = 0; i < 2000 && !current && !o->done; i++) uv_run(&loop, UV_RUN_ONCE);
 }
 
-static uint64_t mix(uint64_t *s) {
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
     setup_once();
@@ -164,12 +157,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fetch_request rq = {.method = "GET", .path = "query", .timeout_ms = 2000};
     CHECK(fetch_start(pool, &rq, &handler, &a) != NULL, "oom");
     wait_for_request(&a);
-    uint64_t seed = 0x9E3779B97F4A7C15u ^ resp_len;
-    for (size_t i = 0; i < resp_len && i < 64; i++) seed = (seed ^ resp[i]) * 0x100000001B3u;
+    uint64_t seed = fuzz_hash(resp, resp_len < 64 ? resp_len : 64);
     size_t off = 0;
     while (current && off < resp_len) {
-        size_t piece = 1 + (size_t)(mix(&seed) % 64);
-        if (mix(&seed) % 4 == 0) piece = resp_len - off; /* sometimes the rest at once */
+        size_t piece = 1 + (size_t)(fuzz_next(&seed) % 64);
+        if (fuzz_next(&seed) % 4 == 0) piece = resp_len - off; /* sometimes the rest at once */
         if (piece > resp_len - off) piece = resp_len - off;
         uv_buf_t b = uv_buf_init((char *)resp + off, (unsigned)piece);
         int w = uv_try_write((uv_stream_t *)&current->tcp, &b, 1);

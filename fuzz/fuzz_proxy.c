@@ -35,19 +35,6 @@
 
 #include "fuzz_check.h"
 
-static uint64_t hash(const uint8_t *p, size_t n) {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
-    return h ? h : 1;
-}
-
-static uint64_t next(uint64_t *s) {
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
 static bool terminated(const char *s, size_t cap) { return memchr(s, '\0', cap) != NULL; }
 
 /* ---- reply ---------------------------------------------------------------- */
@@ -77,7 +64,7 @@ static void fuzz_reply(const uint8_t *d, size_t n, uint64_t seed) {
     size_t off = 0, used_split = 0;
     proxy_reply_result b = PROXY_REPLY_MORE;
     while (off < n && b == PROXY_REPLY_MORE) {
-        uint64_t r = next(&seed);
+        uint64_t r = fuzz_next(&seed);
         size_t c = (r & 7) == 0 ? 0 : (r & 7) < 3 ? 1 : 2 + (size_t)((r >> 3) % 63);
         if (c > n - off) c = n - off;
         size_t used;
@@ -294,7 +281,7 @@ static void fuzz_url(const uint8_t *d, size_t n) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size == 0) return 0;
-    uint64_t seed = hash(data, size);
+    uint64_t seed = fuzz_hash(data, size);
     switch (data[0] & 3) {
     case 1:
         fuzz_no_proxy(data + 1, size - 1);

@@ -25,8 +25,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -35,6 +33,7 @@ import pytest
 
 import pluginproc as pp
 from backend_mock import Backend
+from test_faults import RefBackend  # noqa: E402
 
 # Distinctive values: every one contains "s3cr3t", so a partial leak shows too.
 BASIC_USER = "alice"
@@ -72,37 +71,6 @@ def refbackend_bin():
         if path.is_file() and os.access(str(path), os.X_OK):
             return str(path)
     return None
-
-
-class RefBackend:
-    def __init__(self, binary):
-        self.proc = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--log-level", "warn"],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.stderr = bytearray()
-        self._err = threading.Thread(target=self._read_err, daemon=True)
-        self._err.start()
-        line = self.proc.stdout.readline().decode("utf-8", "replace")
-        if not line.startswith("listening "):
-            self.proc.kill()
-            raise AssertionError("refbackend did not print 'listening HOST:PORT' (got %r)" % line)
-        self.hostport = line.split()[1]
-        self.url = "http://" + self.hostport
-
-    def _read_err(self):
-        for chunk in iter(lambda: self.proc.stderr.read1(65536), b""):
-            self.stderr += chunk
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-            rc = "killed"
-        self._err.join(5)
-        return rc
 
 
 @pytest.fixture
