@@ -65,7 +65,8 @@ integration: integration-python integration-go tools-tests
 tools-tests: asan
 	REFBACKEND_BIN=$(CURDIR)/build-asan/tools/refbackend/refbackend $(SAN_ENV) \
 	  $(PY) -m pytest -q tools/refbackend/test_refbackend.py
-	GPXHOST_BIN=$(CURDIR)/build-asan/tools/gpxhost/gpxhost PLUGIN_BIN=$(CURDIR)/build-asan/gpx_inhouse $(SAN_ENV) \
+	GPXHOST_BIN=$(CURDIR)/build-asan/tools/gpxhost/gpxhost PLUGIN_BIN=$(CURDIR)/build-asan/gpx_inhouse \
+	  REFBACKEND_BIN=$(CURDIR)/build-asan/tools/refbackend/refbackend $(SAN_ENV) \
 	  $(PY) -m pytest -q tools/gpxhost/test_gpxhost.py
 
 # Frames judged by apache-arrow (npm, installed into tests/arrow by npm ci).

@@ -29,7 +29,9 @@ def _bin(var, default):
 
 GPXHOST = _bin("GPXHOST_BIN", "build/tools/gpxhost/gpxhost")
 PLUGIN = _bin("PLUGIN_BIN", "build/gpx_inhouse")
-REFBACKEND = os.path.join(ROOT, "build/tools/refbackend/refbackend")
+REFBACKEND = os.environ.get("REFBACKEND_BIN") or next(
+    (p for p in (os.path.join(ROOT, d, "tools/refbackend/refbackend") for d in ("build-asan", "build"))
+     if os.access(p, os.X_OK)), os.path.join(ROOT, "build/tools/refbackend/refbackend"))
 
 T0 = 1767225600000  # 2026-01-01T00:00:00.000Z
 
