@@ -97,6 +97,7 @@ test: unit arrow-tests integration dist
 valgrind: build
 	rm -rf build/valgrind-logs
 	VALGRIND=1 VALGRIND_LOG_DIR=$(CURDIR)/build/valgrind-logs PLUGIN_BIN=$(CURDIR)/tests/valgrind-plugin.sh \
+	  REFBACKEND_BIN=$(CURDIR)/build/tools/refbackend/refbackend \
 	  GPX_VALGRIND_TARGET=$(CURDIR)/build/$(EXE) bash tests/integration/run_python.sh
 	VALGRIND_LOG_DIR=$(CURDIR)/build/valgrind-logs bash tests/valgrind-check.sh
 

@@ -133,6 +133,7 @@ def test_data_source_timeout_is_504_naming_the_setting(plugin, backend):
     assert "timeout" in r.error and "data source settings" in r.error
 
 
+@pytest.mark.skipif(pp.under_valgrind, reason="time-bound: memcheck runs the plugin 20-50x slower")
 def test_grpc_deadline_aborts_the_fetch(plugin, backend):
     p, g = plugin
     # The plugin ends the fetches just before the deadline and answers each
