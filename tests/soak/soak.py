@@ -191,7 +191,11 @@ class Soak:
                 self.fail("change: %s %s" % (e.code().name, e.details()))
 
     def heap_kib(self, g):
-        samples, _ = pp.parse_prometheus(g.metrics_text())
+        try:
+            samples, _ = pp.parse_prometheus(g.metrics_text())
+        except grpc.RpcError as e:  # counted, and the sampling goes on
+            self.count("metrics call failed: %s" % e.code().name)
+            return -1
         v = pp.metric_values(samples, "plugin_heap_in_use_bytes")
         return int(v[0] / 1024) if v else -1
 
