@@ -301,6 +301,15 @@ static fetch_req *get(fetch_pool *p, const char *path, result *r, uint64_t timeo
     return fetch_start(p, &rq, &handler, r);
 }
 
+/* GET path and expect it to fail with err and a message containing text. */
+static void expect_failure(fetch_pool *p, const char *path, fetch_error err, const char *text) {
+    result r;
+    get(p, path, &r, 2000);
+    run_until(&r, 1);
+    assert_int_equal(r.err, err);
+    if (!strstr(r.msg, text)) fail_msg("%s: message \"%s\" lacks \"%s\"", path, r.msg, text);
+}
+
 static int setup(void **state) {
     (void)state;
     uv_loop_init(&loop);
@@ -397,19 +406,13 @@ static void compressed_bodies(void **state) {
         assert_memory_equal(r.body, GZ_TEXT, strlen(GZ_TEXT));
         assert_non_null(strcasestr(last_request, "\r\nAccept-Encoding: gzip, deflate\r\n"));
     }
-    get(p, "gzip-bomb", &r, 2000);
-    run_until(&r, 1);
-    assert_int_equal(r.err, FETCH_E_TOO_LARGE);
-    assert_non_null(strstr(r.msg, "larger than the limit of 100000 bytes once decompressed (gzip)"));
+    expect_failure(p, "gzip-bomb", FETCH_E_TOO_LARGE, "larger than the limit of 100000 bytes once decompressed (gzip)");
     get(p, "gzip-corrupt", &r, 2000);
     run_until(&r, 1);
     assert_int_equal(r.err, FETCH_E_PROTOCOL);
     assert_non_null(strstr(r.msg, "the gzip response body from 127.0.0.1:"));
     assert_non_null(strstr(r.msg, "could not be decompressed"));
-    get(p, "br", &r, 2000);
-    run_until(&r, 1);
-    assert_int_equal(r.err, FETCH_E_PROTOCOL);
-    assert_non_null(strstr(r.msg, "Content-Encoding \"br\", which the plugin cannot decode"));
+    expect_failure(p, "br", FETCH_E_PROTOCOL, "Content-Encoding \"br\", which the plugin cannot decode");
     /* after all that, the pool still works (failed connections were closed) */
     get(p, "gzip", &r, 2000);
     run_until(&r, 1);
@@ -420,23 +423,10 @@ static void compressed_bodies(void **state) {
 static void failures(void **state) {
     (void)state;
     fetch_pool *p = pool_for(port, "", 4, 1000);
-    result r;
-    get(p, "truncate", &r, 2000);
-    run_until(&r, 1);
-    assert_int_equal(r.err, FETCH_E_IO);
-    assert_non_null(strstr(r.msg, "in the middle of the response"));
-    get(p, "close", &r, 2000);
-    run_until(&r, 1);
-    assert_int_equal(r.err, FETCH_E_IO);
-    assert_non_null(strstr(r.msg, "without answering"));
-    get(p, "garbage", &r, 2000);
-    run_until(&r, 1);
-    assert_int_equal(r.err, FETCH_E_PROTOCOL);
-    assert_non_null(strstr(r.msg, "invalid HTTP response"));
-    get(p, "big", &r, 2000);
-    run_until(&r, 1);
-    assert_int_equal(r.err, FETCH_E_TOO_LARGE);
-    assert_non_null(strstr(r.msg, "larger than the limit of 1000 bytes"));
+    expect_failure(p, "truncate", FETCH_E_IO, "in the middle of the response");
+    expect_failure(p, "close", FETCH_E_IO, "without answering");
+    expect_failure(p, "garbage", FETCH_E_PROTOCOL, "invalid HTTP response");
+    expect_failure(p, "big", FETCH_E_TOO_LARGE, "larger than the limit of 1000 bytes");
     fetch_pool_release(p);
 }
 
@@ -511,11 +501,7 @@ static void refused(void **state) {
     uv_close((uv_handle_t *)&t, NULL);
     uv_run(&loop, UV_RUN_NOWAIT);
     fetch_pool *p = pool_for(dead, "", 1, 0);
-    result r;
-    get(p, "ok", &r, 2000);
-    run_until(&r, 1);
-    assert_int_equal(r.err, FETCH_E_CONNECT);
-    assert_non_null(strstr(r.msg, "refused: is the backend running?"));
+    expect_failure(p, "ok", FETCH_E_CONNECT, "refused: is the backend running?");
     fetch_pool_release(p);
 }
 
