@@ -53,6 +53,18 @@ def plugin_bin():
 under_valgrind = os.environ.get("VALGRIND") == "1"
 
 
+def small_quarantine_env():
+    """Extra env for a plugin whose RSS a test measures. ASan keeps freed
+    memory in a quarantine (256 MiB by default), so every freed buffer shows
+    up as RSS growth until that fills up; a small one keeps use-after-free
+    detection for recent frees while making RSS a leak signal again. None for
+    release builds and under valgrind."""
+    if under_valgrind or not binary_is_sanitized():
+        return None
+    opts = os.environ.get("ASAN_OPTIONS", "")
+    return {"ASAN_OPTIONS": (opts + ":" if opts else "") + "quarantine_size_mb=4"}
+
+
 def binary_is_sanitized(path=None):
     """True when the binary carries the AddressSanitizer runtime, or runs
     under valgrind (`make valgrind`): either inflates RSS, so memory checks

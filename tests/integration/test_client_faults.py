@@ -384,24 +384,15 @@ class Bystander:
         return info
 
 
-def asan_env():
-    if os.environ.get("VALGRIND") == "1" or not pp.binary_is_sanitized():
-        return None
-    opts = os.environ.get("ASAN_OPTIONS", "")
-    # ASan quarantines freed memory (256 MiB by default): RSS would measure
-    # the quarantine instead of the plugin's buffering.
-    return {"ASAN_OPTIONS": (opts + ":" if opts else "") + "quarantine_size_mb=4"}
-
-
 @pytest.fixture
 def target(spawn):
-    p = spawn(extra_env=asan_env())
+    p = spawn(extra_env=pp.small_quarantine_env())
     yield p
 
 
 @pytest.fixture
 def tcp_target(spawn):
-    p = spawn(extra_env=asan_env(), args=["--standalone"])
+    p = spawn(extra_env=pp.small_quarantine_env(), args=["--standalone"])
     assert p.tcp_address, p.handshake
     yield p
 

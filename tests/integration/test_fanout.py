@@ -4,11 +4,9 @@ The plugin is the built binary spawned as Grafana spawns it; the client is
 grpcio; frames are decoded by apache-arrow (tests/arrow/decode.mjs).
 """
 import json
-import os
 import subprocess
 import time
 
-import grpc
 import pytest
 
 import pluginproc as pp
@@ -48,7 +46,6 @@ def plugin(spawn):
 
 
 def ctx(url, json_data=None, uid="ds-fan", updated=1700000000000, secure=None, basic=None):
-    v2 = pp.pb()["pluginv2_pb2"]
     c = pp.plugin_context(url=url)
     ds = c.dataSourceInstanceSettings
     ds.uid = uid

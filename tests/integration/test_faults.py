@@ -74,6 +74,13 @@ class RefBackend:
         self._err.join(5)
         return rc
 
+    def stop_checked(self):
+        """Stops it; it must exit 0 with no sanitizer report on stderr."""
+        rc = self.stop()
+        text = bytes(self.stderr).decode("utf-8", "replace")
+        assert rc == 0, "refbackend exit status %r; stderr tail:\n%s" % (rc, text[-3000:])
+        assert "ERROR: AddressSanitizer" not in text and "runtime error:" not in text, text[-3000:]
+
 
 @pytest.fixture
 def backend():
@@ -83,26 +90,12 @@ def backend():
                     "(make asan builds build-asan/tools/refbackend/refbackend)")
     b = RefBackend(binary)
     yield b
-    rc = b.stop()
-    text = bytes(b.stderr).decode("utf-8", "replace")
-    assert rc == 0, "refbackend exit status %r; stderr tail:\n%s" % (rc, text[-3000:])
-    assert "ERROR: AddressSanitizer" not in text and "runtime error:" not in text, text[-3000:]
-
-
-def plugin_extra_env():
-    """ASan keeps freed memory in a quarantine (256 MiB by default), so every
-    freed response body shows up as RSS growth until that fills up. A small
-    quarantine keeps use-after-free detection for recent frees while making RSS
-    a leak signal again (checked: a release build stays flat here too)."""
-    if os.environ.get("VALGRIND") == "1" or not pp.binary_is_sanitized():
-        return None
-    opts = os.environ.get("ASAN_OPTIONS", "")
-    return {"ASAN_OPTIONS": (opts + ":" if opts else "") + "quarantine_size_mb=4"}
+    b.stop_checked()
 
 
 @pytest.fixture
 def plugin(spawn):
-    p = spawn(extra_env=plugin_extra_env())
+    p = spawn(extra_env=pp.small_quarantine_env())
     g = pp.Grpc(p.target)
     g.wait_ready()
     yield p, g

@@ -25,7 +25,6 @@ import os
 import re
 import signal
 import socket
-import time
 from pathlib import Path
 
 import grpc
@@ -80,8 +79,7 @@ def refbackend():
         pytest.skip("refbackend binary not found: set REFBACKEND_BIN or build tools/refbackend")
     b = RefBackend(binary)
     yield b
-    rc = b.stop()
-    assert rc == 0, "refbackend exit status %r: %s" % (rc, bytes(b.stderr[-2000:]))
+    b.stop_checked()
 
 
 @pytest.fixture

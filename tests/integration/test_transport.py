@@ -2,7 +2,6 @@
 docs/behaviour.md, observed through a real gRPC client and the plugin's own
 metrics."""
 
-import json
 import threading
 import time
 

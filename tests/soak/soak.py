@@ -25,7 +25,6 @@ the connection slack of one pool). Prints a summary; exit 1 on failure.
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import threading
