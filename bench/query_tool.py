@@ -32,6 +32,7 @@ import time
 
 sys.path.insert(0, os.environ.get("PB_DIR", "."))
 import pluginv2_pb2 as pb  # noqa: E402
+from grpc_tool import proc_status  # noqa: E402  (bench/ is the script's own directory)
 
 METHOD = "/pluginv2.Data/QueryData"
 TO_MS = 1764064800000  # fixed: 2025-11-25T10:00:00Z
@@ -153,16 +154,6 @@ def cmd_verify(port, path):
     ok = ok and all(len(r.frames) == 1 for r in resp.responses.values())
     print("grpc_status=%s %s bytes=%d" % (c.code().name, desc, len(raw)))
     return 0 if ok and c.code() == grpc.StatusCode.OK else 1
-
-
-def proc_status(pid):
-    out = {}
-    with open("/proc/%s/status" % pid) as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            if k in ("VmRSS", "VmHWM"):
-                out[k] = int(v.split()[0])
-    return out
 
 
 def cmd_storm(port, pid, url, calls, queries, target):
