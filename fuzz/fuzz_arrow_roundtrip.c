@@ -270,23 +270,6 @@ static frame_t *gen_frame(src_t *s, uint8_t flags) {
 
 /* ---- checks -------------------------------------------------------------------- */
 
-static int key_cmp(const frame_field *k, size_t a, size_t b) {
-    switch (k->type) {
-    case FT_FLOAT32: case FT_FLOAT64: {
-        double x = field_get_float(k, a), y = field_get_float(k, b);
-        return x < y ? -1 : x > y ? 1 : 0;
-    }
-    case FT_UINT8: case FT_UINT16: case FT_UINT32: case FT_UINT64: case FT_ENUM: {
-        uint64_t x = field_get_uint(k, a), y = field_get_uint(k, b);
-        return x < y ? -1 : x > y ? 1 : 0;
-    }
-    default: {
-        int64_t x = field_get_int(k, a), y = field_get_int(k, b);
-        return x < y ? -1 : x > y ? 1 : 0;
-    }
-    }
-}
-
 static const char *cell_bytes(const frame_field *f, size_t row, size_t *len) {
     int32_t a, b;
     memcpy(&a, f->offsets.data + 4 * row, 4);
@@ -338,7 +321,7 @@ static void check_sort(frame_t *orig, frame_t *sorted, uint8_t pick) {
         for (size_t lo = 0; lo + w < n; lo += 2 * w) {
             size_t mid = lo + w, hi = lo + 2 * w < n ? lo + 2 * w : n, i = lo, j = mid, o = 0;
             while (i < mid || j < hi)
-                tmp[o++] = (j >= hi || (i < mid && key_cmp(k, perm[j], perm[i]) >= 0)) ? perm[i++] : perm[j++];
+                tmp[o++] = (j >= hi || (i < mid && field_compare_rows(k, perm[j], perm[i]) >= 0)) ? perm[i++] : perm[j++];
             memcpy(perm + lo, tmp, o * sizeof *tmp);
         }
     free(tmp);

@@ -285,11 +285,7 @@ const char *field_get_bytes(const frame_field *fld, size_t row, size_t *len) {
 
 /* ---- sorting ---------------------------------------------------------- */
 
-typedef struct {
-    const frame_field *key;
-} sort_ctx;
-
-static int cmp_rows(const frame_field *k, size_t a, size_t b) {
+int field_compare_rows(const frame_field *k, size_t a, size_t b) {
     switch (k->type) {
     case FT_FLOAT32: case FT_FLOAT64: {
         double x = field_get_float(k, a), y = field_get_float(k, b);
@@ -315,7 +311,7 @@ static int sorted_permutation(const frame_field *k, size_t n, size_t **out) {
         for (size_t lo = 0; lo < n; lo += 2 * w) {
             size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
             size_t i = lo, j = mid, o = lo;
-            while (i < mid && j < hi) b[o++] = cmp_rows(k, a[j], a[i]) < 0 ? a[j++] : a[i++];
+            while (i < mid && j < hi) b[o++] = field_compare_rows(k, a[j], a[i]) < 0 ? a[j++] : a[i++];
             while (i < mid) b[o++] = a[i++];
             while (j < hi) b[o++] = a[j++];
         }
@@ -374,7 +370,7 @@ int frame_sort_by(frame_t *f, size_t key) {
     const frame_field *k = f->fields[key];
     size_t n = k->rows;
     bool sorted = true;
-    for (size_t i = 1; i < n && sorted; i++) sorted = cmp_rows(k, i - 1, i) <= 0;
+    for (size_t i = 1; i < n && sorted; i++) sorted = field_compare_rows(k, i - 1, i) <= 0;
     if (sorted) return 0;
     size_t *perm;
     if (sorted_permutation(k, n, &perm) != 0) return -1;

@@ -103,6 +103,11 @@ const char *field_type_go_name(field_type t);
 const char *field_type_ts_name(field_type t);
 int field_type_from_go_name(const char *name, field_type *out);
 
+/* The order frame_sort_by uses: <0, 0 or >0 as row a of k sorts before, with
+ * or after row b (floats, unsigned and signed integers, times compared as
+ * numbers). */
+int field_compare_rows(const frame_field *k, size_t a, size_t b);
+
 /* Reorders every field's rows by ascending values of field `key` (a time or
  * numeric field without nulls); stable. Returns 0 or -1 (out of memory). */
 int frame_sort_by(frame_t *f, size_t key);
