@@ -304,15 +304,18 @@ static int on_new_session(SSL *ssl, SSL_SESSION *sess) {
 
 /* ---- contexts ------------------------------------------------------------ */
 
-static tls_ctx *ctx_new(bool server) {
+/* Loads OpenSSL if needed; NULL with err set on failure. */
+static tls_ctx *ctx_new(bool server, char *err, size_t cap) {
+    if (!openssl_load(err, cap)) return NULL;
+    ERR_clear_error();
     tls_ctx *t = calloc(1, sizeof *t);
-    if (!t) return NULL;
-    t->server = server;
-    t->ssl = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
-    if (!t->ssl) {
+    if (t) t->ssl = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+    if (!t || !t->ssl) {
         free(t);
+        snprintf(err, cap, "out of memory creating the TLS context");
         return NULL;
     }
+    t->server = server;
     SSL_CTX_set_app_data(t->ssl, t);
     SSL_CTX_set_min_proto_version(t->ssl, TLS1_2_VERSION);
     /* Idle pooled connections give their 2 x 17 KiB record buffers back. */
@@ -399,13 +402,8 @@ static int use_cert_and_key(SSL_CTX *ctx, const char *cert_pem, const char *key_
 
 tls_ctx *tls_ctx_client(const tls_client_config *cfg, tls_input *bad, char *err, size_t cap) {
     *bad = TLS_IN_OTHER;
-    if (!openssl_load(err, cap)) return NULL;
-    ERR_clear_error();
-    tls_ctx *t = ctx_new(false);
-    if (!t) {
-        snprintf(err, cap, "out of memory creating the TLS context");
-        return NULL;
-    }
+    tls_ctx *t = ctx_new(false, err, cap);
+    if (!t) return NULL;
     t->skip_verify = cfg->skip_verify;
     if (cfg->server_name) snprintf(t->server_name, sizeof t->server_name, "%s", cfg->server_name);
     if (!cfg->skip_verify) {
@@ -438,14 +436,9 @@ fail:
 
 tls_ctx *tls_ctx_server(const char *cert_pem, const char *key_pem, const char *client_ca_pem, char *err,
                         size_t cap) {
-    if (!openssl_load(err, cap)) return NULL;
-    ERR_clear_error();
-    tls_ctx *t = ctx_new(true);
+    tls_ctx *t = ctx_new(true, err, cap);
+    if (!t) return NULL;
     tls_input bad;
-    if (!t) {
-        snprintf(err, cap, "out of memory creating the TLS context");
-        return NULL;
-    }
     if (use_cert_and_key(t->ssl, cert_pem, key_pem, &bad, err, cap) != 0) goto fail;
     static const unsigned char sid_ctx[] = "gpx";
     SSL_CTX_set_session_id_context(t->ssl, sid_ctx, sizeof sid_ctx - 1);
