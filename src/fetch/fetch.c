@@ -32,6 +32,7 @@
 #include <strings.h>
 
 #include "../log/hclog.h"
+#include "../loop/sockwrite.h"
 #include "../util/buf.h"
 #include "gunzip.h"
 #include "proxy.h"
@@ -546,18 +547,17 @@ static void conn_tls_flush(fetch_conn *c) {
         return;
     }
     if (c->tx.len == 0) return;
-    uv_buf_t b = uv_buf_init(c->tx.data, (unsigned)c->tx.len);
-    int rc = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    if (rc == (int)c->tx.len) { c->tx.len = 0; return; }
-    if (rc >= 0 || rc == UV_EAGAIN) {
-        size_t done = rc > 0 ? (size_t)rc : 0;
-        buf_t t = c->txw; /* the unsent rest goes out from txw while tx refills */
-        c->txw = c->tx;
-        c->tx = t;
+    size_t queued;
+    int rc = sockwrite(&c->wreq, (uv_stream_t *)&c->tcp, c->tx.data, c->tx.len, on_tls_written, &queued);
+    if (rc == 0) {
+        if (queued) { /* the unsent rest goes out from txw while tx refills */
+            buf_t t = c->txw;
+            c->txw = c->tx;
+            c->tx = t;
+            c->tx_writing = true;
+        }
         c->tx.len = 0;
-        b = uv_buf_init(c->txw.data + done, (unsigned)(c->txw.len - done));
-        rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_tls_written);
-        if (rc == 0) { c->tx_writing = true; return; }
+        return;
     }
     char msg[FETCH_MSG_MAX];
     snprintf(msg, sizeof msg, "sending to %s failed: %s", c->pool->hostport, uv_strerror(rc));
@@ -672,16 +672,8 @@ static void conn_send(fetch_conn *c) {
         else conn_tls_flush(c);
         return;
     }
-    uv_buf_t b = uv_buf_init(r->wire.data, (unsigned)r->wire.len);
-    /* A direct write first: libuv's queued path re-arms epoll (one more
-     * syscall) after every write it completes. */
-    int rc = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    if (rc == (int)r->wire.len) return;
-    if (rc >= 0 || rc == UV_EAGAIN) {
-        size_t done = rc > 0 ? (size_t)rc : 0;
-        b = uv_buf_init(r->wire.data + done, (unsigned)(r->wire.len - done));
-        rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written);
-    }
+    size_t queued;
+    int rc = sockwrite(&c->wreq, (uv_stream_t *)&c->tcp, r->wire.data, r->wire.len, on_written, &queued);
     if (rc != 0) {
         char msg[FETCH_MSG_MAX];
         snprintf(msg, sizeof msg, "sending the request to %s failed: %s", c->pool->hostport, uv_strerror(rc));

@@ -10,6 +10,7 @@
 
 #include "../log/hclog.h"
 #include "server.h"
+#include "sockwrite.h"
 
 static void on_write_done(uv_write_t *req, int status);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
@@ -57,38 +58,28 @@ static void update_reading(conn_t *c) {
 /* Returns true when everything pending went out at once. */
 static bool start_write(conn_t *c) {
     if (c->writing || c->out_len == 0 || c->closing) return c->out_len == 0;
-    /* A direct write first: libuv's queued path re-arms epoll (one more
-     * syscall) after every write it completes. */
-    uv_buf_t b = uv_buf_init((char *)c->out, (unsigned)c->out_len);
-    int n = uv_try_write(&c->h.stream, &b, 1);
-    if (n == (int)c->out_len) {
-        c->out_len = 0;
-        return true;
-    }
-    if (n < 0 && n != UV_EAGAIN) {
-        LOG_DEBUG("connection write failed", HKV_I("conn", c->id), HKV_S("error", uv_strerror(n)));
-        conn_close(c);
-        return false;
-    }
-    size_t done = n > 0 ? (size_t)n : 0;
-    uint8_t *tb = c->wbuf;
-    size_t tcap = c->wbuf_cap;
-    c->wbuf = c->out;
-    c->wbuf_cap = c->out_cap;
-    c->wbuf_len = c->out_len - done;
-    c->out = tb;
-    c->out_cap = tcap;
-    c->out_len = 0;
-    b = uv_buf_init((char *)c->wbuf + done, (unsigned)c->wbuf_len);
-    int r = uv_write(&c->wreq, &c->h.stream, &b, 1, on_write_done);
-    /* Bytes left in the kernel-full socket: the stall clock starts. */
-    if (r == 0 && c->h.stream.write_queue_size > 0 && c->stalled_since_ms == 0)
-        c->stalled_since_ms = uv_now(c->srv->loop);
+    size_t queued;
+    int r = sockwrite(&c->wreq, &c->h.stream, (const char *)c->out, c->out_len, on_write_done, &queued);
     if (r != 0) {
         LOG_DEBUG("connection write failed", HKV_I("conn", c->id), HKV_S("error", uv_strerror(r)));
         conn_close(c);
         return false;
     }
+    if (queued == 0) {
+        c->out_len = 0;
+        return true;
+    }
+    /* The queued rest lives in the old out buffer, now wbuf; out refills. */
+    uint8_t *tb = c->wbuf;
+    size_t tcap = c->wbuf_cap;
+    c->wbuf = c->out;
+    c->wbuf_cap = c->out_cap;
+    c->wbuf_len = queued;
+    c->out = tb;
+    c->out_cap = tcap;
+    c->out_len = 0;
+    /* Bytes left in the kernel-full socket: the stall clock starts. */
+    if (c->h.stream.write_queue_size > 0 && c->stalled_since_ms == 0) c->stalled_since_ms = uv_now(c->srv->loop);
     c->writing = true;
     return false;
 }

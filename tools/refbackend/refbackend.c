@@ -33,6 +33,7 @@
 
 #include "gen.h"
 #include "log/hclog.h"
+#include "loop/sockwrite.h"
 #include "tlsfront.h"
 #include "util/buf.h"
 #include "zbody.h"
@@ -546,32 +547,24 @@ static void flush(conn_t *c) {
         /* Straight to the socket when it takes everything (no write request,
          * no deferred callback); what it does not take goes out with
          * uv_write from the other buffer while this one fills again. */
-        uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
-        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-        if (n == (int)c->out.len) {
+        size_t queued;
+        int rc = sockwrite(&c->wreq, (uv_stream_t *)&c->tcp, c->out.data, c->out.len, on_write, &queued);
+        if (rc < 0) {
+            g_stats.closed_early++;
+            LOG_DEBUG("write failed", HKV_S("cause", uv_err_name(rc)));
+            conn_close(c, false);
+            return;
+        }
+        if (queued == 0) {
             c->out.len = 0;
             if (c->out.cap > WBUF_KEEP) buf_free(&c->out);
             after_write(c);
             return;
         }
-        if (n < 0 && n != UV_EAGAIN) {
-            g_stats.closed_early++;
-            LOG_DEBUG("write failed", HKV_S("cause", uv_err_name(n)));
-            conn_close(c, false);
-            return;
-        }
-        size_t done = n > 0 ? (size_t)n : 0;
         buf_t t = c->out;
         c->out = c->wbuf;
         c->wbuf = t;
-        b = uv_buf_init(c->wbuf.data + done, (unsigned)(c->wbuf.len - done));
         c->writing = true;
-        int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
-        if (rc < 0) {
-            c->writing = false;
-            g_stats.closed_early++;
-            conn_close(c, false);
-        }
         return;
     }
     if (c->q_head) return;

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "log/hclog.h"
+#include "loop/sockwrite.h"
 #include "util/buf.h"
 
 #define OUT_HIGH (1024 * 1024) /* backend reads pause above this much unsent ciphertext */
@@ -130,23 +131,16 @@ static void side_flush(side *s) {
     front *f = s->f;
     if (f->closing || s->writing || s->shut || (s == &f->in && !f->in_connected)) return;
     if (s->q.len) {
-        uv_buf_t b = uv_buf_init(s->q.data, (unsigned)s->q.len);
-        int n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
-        if (n < 0 && n != UV_EAGAIN) {
+        size_t queued;
+        if (sockwrite(&s->wreq, (uv_stream_t *)&s->tcp, s->q.data, s->q.len, on_written, &queued) != 0) {
             front_close(f, false);
             return;
         }
-        if (n != (int)s->q.len) {
-            size_t done = n > 0 ? (size_t)n : 0;
+        if (queued) { /* the rest goes out from w while q refills */
             buf_t t = s->w;
             s->w = s->q;
             s->q = t;
             s->q.len = 0;
-            b = uv_buf_init(s->w.data + done, (unsigned)(s->w.len - done));
-            if (uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, on_written) != 0) {
-                front_close(f, false);
-                return;
-            }
             s->writing = true;
             return;
         }
