@@ -16,7 +16,6 @@ appear in logs (debug level), messages or metrics.
 """
 import base64
 import http.client
-import json
 import socket
 import threading
 import time
@@ -25,10 +24,9 @@ import urllib.parse
 import pytest
 
 import pluginproc as pp
-from test_faults import RefBackend  # noqa: E402
-from test_tls import Certs, refbackend_bin  # noqa: E402
+from test_faults import RefBackend, qreq  # noqa: E402
+from test_tls import Certs, ctx, refbackend_bin  # noqa: E402
 
-T_FROM, T_TO = 1700000000000, 1700003600000
 HEALTH_OK, HEALTH_ERROR = 1, 2
 NAME = "backend.gpx-proxy.test"       # known to the proxy only
 OTHER = "other.gpx-elsewhere.test"    # idem, not in any NO_PROXY below
@@ -282,21 +280,6 @@ def start_plugin(spawn):
         g.close()
 
 
-_uid = [0]
-
-
-def ctx(url, json_data=None, secure=None):
-    _uid[0] += 1
-    c = pp.plugin_context(url=url)
-    ds = c.dataSourceInstanceSettings
-    ds.uid = "ds-proxy-%d" % _uid[0]
-    ds.lastUpdatedMS = 1700000000000
-    ds.jsonData = json.dumps(json_data or {}).encode()
-    for k, v in (secure or {}).items():
-        ds.decryptedSecureJsonData[k] = v
-    return c
-
-
 def tls_ctx(url, certs):
     return ctx(url, {"tlsAuthWithCACert": True, "timeout": 10}, {"tlsCACert": certs.text("ca.pem")})
 
@@ -307,13 +290,7 @@ def health(g, context):
 
 
 def query(g, context, targets=(("A", "sine:2"), ("B", "table:3"))):
-    v2 = pp.pb()["pluginv2_pb2"]
-    req = v2.QueryDataRequest(pluginContext=context)
-    for ref, target in targets:
-        req.queries.add(refId=ref, maxDataPoints=100, intervalMS=60000,
-                        timeRange=v2.TimeRange(fromEpochMS=T_FROM, toEpochMS=T_TO),
-                        json=json.dumps({"refId": ref, "target": target}).encode())
-    return g.query_data(req, timeout=20)
+    return g.query_data(qreq(context, targets), timeout=20)
 
 
 def assert_ok(g, context, targets=(("A", "sine:2"), ("B", "table:3"))):

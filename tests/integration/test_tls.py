@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 
 import pluginproc as pp
-from test_faults import RefBackend  # noqa: E402
+from test_faults import RefBackend, qreq  # noqa: E402
 
-T_FROM, T_TO = 1700000000000, 1700003600000
 HEALTH_OK, HEALTH_ERROR = 1, 2
 KEYGEN = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
 
@@ -144,13 +143,7 @@ def health(g, context):
 
 
 def query(g, context, targets=(("A", "sine:2"), ("B", "table:3"), ("C", "sine:1"))):
-    v2 = pp.pb()["pluginv2_pb2"]
-    req = v2.QueryDataRequest(pluginContext=context)
-    for ref, target in targets:
-        req.queries.add(refId=ref, maxDataPoints=100, intervalMS=60000,
-                        timeRange=v2.TimeRange(fromEpochMS=T_FROM, toEpochMS=T_TO),
-                        json=json.dumps({"refId": ref, "target": target}).encode())
-    return g.query_data(req, timeout=15)
+    return g.query_data(qreq(context, targets), timeout=15)
 
 
 def with_ca(certs, extra=None, ca="ca"):

@@ -135,6 +135,21 @@ def sine(ts, i):
     return math.sin(2 * math.pi * (ts % 3600000) / 3600000 + (i % 16) * (math.pi / 8))
 
 
+def exchange_until_close(srv, data):
+    """Sends raw bytes on a new connection and returns all the server sends
+    until it closes."""
+    s = socket.create_connection((srv.host, srv.port), timeout=5)
+    s.sendall(data)
+    got = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        got += b
+    s.close()
+    return got
+
+
 def raw_request(path, body, extra=""):
     return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}"
             f"Content-Length: {len(body)}\r\n\r\n").encode() + body
@@ -275,15 +290,7 @@ def test_pipelined_burst_with_backpressure(srv):
 
 
 def test_http10_closes(srv):
-    s = socket.create_connection((srv.host, srv.port), timeout=5)
-    s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-    data = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        data += b
-    s.close()
+    data = exchange_until_close(srv, b"GET / HTTP/1.0\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 200") and b"Connection: close" in data and data.endswith(b'{"status":"ok"}')
 
 
@@ -342,15 +349,7 @@ def test_request_head_too_large_is_431(srv):
 
 
 def test_bad_request_line_is_400_and_closes(srv):
-    s = socket.create_connection((srv.host, srv.port), timeout=5)
-    s.sendall(b"THIS IS NOT HTTP\r\n\r\n")
-    data = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        data += b
-    s.close()
+    data = exchange_until_close(srv, b"THIS IS NOT HTTP\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 400 ")
     assert "bad request" in json.loads(data.split(b"\r\n\r\n", 1)[1])["error"]
 
@@ -569,15 +568,7 @@ def test_truncate(srv):
 
 
 def test_truncate_chunked(srv):
-    s = socket.create_connection((srv.host, srv.port), timeout=5)
-    s.sendall(raw_request("/query", query_body("sine:1?mode=truncate&chunked=1")))
-    data = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        data += b
-    s.close()
+    data = exchange_until_close(srv, raw_request("/query", query_body("sine:1?mode=truncate&chunked=1")))
     assert b"Transfer-Encoding: chunked" in data and not data.endswith(b"0\r\n\r\n")
 
 
