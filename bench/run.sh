@@ -287,7 +287,6 @@ elif start_ref && start_server plugin-qd "$PLUGIN_BIN" --standalone --address 12
   if [ -x "$PACE_BIN" ] &&
      $PY $QTOOL body "$WORK/qdpace.bin" "$URL" 'points:100?latency=20ms' '{"maxConnections":256}' bench-pace; then
     pace() { timeout 120 "$PACE_BIN" "$@"; }
-    pv() { sed -n "s/.*\b$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
     pace grpc "127.0.0.1:$Q_PORT" "$QPATH" "$WORK/qdpace.bin" 3200 3200 >/dev/null  # warm: open connections
     pace http "127.0.0.1:$REF_PORT" /query "$WORK/direct20.json" 3200 3200 256 >/dev/null
     p50s_p= p99s_p= p50s_d= p99s_d= pace_n=0
@@ -296,9 +295,9 @@ elif start_ref && start_server plugin-qd "$PLUGIN_BIN" --standalone --address 12
       vd=$(pace http "127.0.0.1:$REF_PORT" /query "$WORK/direct20.json" 3200 9600 256) || { log "pace direct: $vd"; continue; }
       log "pace round $round: plugin $vp"
       log "pace round $round: direct $vd"
-      p50s_p="$p50s_p $(pv p50_us "$vp")" p99s_p="$p99s_p $(pv p99_us "$vp")"
-      p50s_d="$p50s_d $(pv p50_us "$vd")" p99s_d="$p99s_d $(pv p99_us "$vd")"
-      PACE_INFLIGHT=$(pv inflight_avg "$vp") pace_n=$((pace_n + 1))
+      p50s_p="$p50s_p $(kv "$vp" p50_us)" p99s_p="$p99s_p $(kv "$vp" p99_us)"
+      p50s_d="$p50s_d $(kv "$vd" p50_us)" p99s_d="$p99s_d $(kv "$vd" p99_us)"
+      PACE_INFLIGHT=$(kv "$vp" inflight_avg) pace_n=$((pace_n + 1))
     done
     med() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)] }'; }
     if [ "$pace_n" -gt 0 ]; then
@@ -323,8 +322,7 @@ elif start_ref && start_server plugin-qd "$PLUGIN_BIN" --standalone --address 12
     ST_BEFORE=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SRV_PID/status")
     v=$(timeout 100 $PY $QTOOL storm "$SRV_PORT" "$SRV_PID" "$URL" 1000 4 'sine:1?latency=50ms') ||
       log "storm: $v"
-    kv6() { sed -n "s/.*\b$1=\([0-9.]*\).*/\1/p" <<<"$v" | head -1; }
-    ST_TOTAL=$(kv6 total_s) ST_SUBMIT=$(kv6 submit_s) ST_OK=$(kv6 ok) ST_FAIL=$(kv6 failures) ST_HWM=$(kv6 hwm_kib)
+    ST_TOTAL=$(kv "$v" total_s) ST_SUBMIT=$(kv "$v" submit_s) ST_OK=$(kv "$v" ok) ST_FAIL=$(kv "$v" failures) ST_HWM=$(kv "$v" hwm_kib)
     [ -n "$ST_TOTAL" ] && [ -n "$ST_HWM" ] || missing "alert storm: $v"
     kill -0 "$SRV_PID" 2>/dev/null || missing "plugin died during the alert storm"
     stop_server "$SRV_PID"
