@@ -7,10 +7,11 @@
  * of the input, so short inputs still make full frames):
  *   [0]   flags: bit0 raw mode (names and string values are arbitrary bytes
  *         instead of UTF-8 drawn from an alphabet), bit1 frame meta,
- *         bit2 sort by a field afterwards, bit3 long strings
+ *         bit2 sort by a field afterwards, bit3 long strings, bits4-6
+ *         all set: a big frame
  *   [1]   number of fields (mod 17)
- *   [2]   rows (with [3]: 16-bit LE, mod 257, so 0..256; mod 33 when more
- *         than 8 fields)
+ *   [2]   rows (with [3]: 16-bit LE, mod 257, so 0..256, for a big frame,
+ *         else mod 17; mod 33 when more than 8 fields)
  *   then  frame name, refId, meta text: each a length byte + bytes
  *   per field: type (mod FT_COUNT), flags (bit0 nullable, bit1 labels,
  *         bit2 config, bits3-5 null rate k/8, bit6 nulls only at the end),
@@ -211,7 +212,11 @@ static frame_t *gen_frame(src_t *s, uint8_t flags) {
     bool raw = flags & 1, long_strings = flags & 8;
     size_t nfields = u8(s) % 17;
     size_t rows = ((size_t)u8(s) | ((size_t)u8(s) << 8)) % 257;
-    if (nfields > 8) rows %= 33; /* wide frames stay short: throughput */
+    /* Throughput: one input in eight (flag bits 4-6 all set) is a big frame;
+     * the rest keep to 0..16 rows, which still crosses every validity-bitmap
+     * byte edge. Wide frames stay short either way. */
+    if ((flags & 0x70) != 0x70) rows %= 17;
+    if (nfields > 8) rows %= 33;
     size_t len;
     char *name = gen_string(s, raw, false, 10, &len), *ref = gen_string(s, raw, false, 4, &len);
     frame_t *f = frame_new(name, ref);

@@ -97,21 +97,28 @@ static gunzip_status decode(gunzip_encoding enc, size_t limit, const uint8_t *in
     return st;
 }
 
-/* windowBits 31 gzip, 15 zlib, -15 raw. */
+/* windowBits 31 gzip, 15 zlib, -15 raw. One compressor per wrapper lives for
+ * the whole run (reset per input): deflateInit2 allocates ~270 KiB, which
+ * under ASan had cost more than everything else an input does. */
 static uint8_t *compress_with(const uint8_t *in, size_t n, int bits, int level, size_t *out_len) {
-    z_stream zs;
-    memset(&zs, 0, sizeof zs);
-    CHECK(deflateInit2(&zs, level, Z_DEFLATED, bits, 8, Z_DEFAULT_STRATEGY) == Z_OK, "deflateInit2");
-    size_t cap = deflateBound(&zs, (uLong)n) + 32;
+    static z_stream streams[3];
+    static bool ready[3];
+    int k = bits == 31 ? 0 : bits == 15 ? 1 : 2;
+    z_stream *zs = &streams[k];
+    if (!ready[k]) {
+        CHECK(deflateInit2(zs, 6, Z_DEFLATED, bits, 8, Z_DEFAULT_STRATEGY) == Z_OK, "deflateInit2");
+        ready[k] = true;
+    }
+    CHECK(deflateReset(zs) == Z_OK && deflateParams(zs, level, Z_DEFAULT_STRATEGY) == Z_OK, "deflateParams");
+    size_t cap = deflateBound(zs, (uLong)n) + 32;
     uint8_t *out = malloc(cap);
     CHECK(out != NULL, "oom");
-    zs.next_in = (Bytef *)in;
-    zs.avail_in = (uInt)n;
-    zs.next_out = out;
-    zs.avail_out = (uInt)cap;
-    CHECK(deflate(&zs, Z_FINISH) == Z_STREAM_END, "deflate did not finish");
-    *out_len = cap - zs.avail_out;
-    deflateEnd(&zs);
+    zs->next_in = (Bytef *)in;
+    zs->avail_in = (uInt)n;
+    zs->next_out = out;
+    zs->avail_out = (uInt)cap;
+    CHECK(deflate(zs, Z_FINISH) == Z_STREAM_END, "deflate did not finish");
+    *out_len = cap - zs->avail_out;
     return out;
 }
 

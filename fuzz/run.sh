@@ -9,7 +9,8 @@
 # Seeds from fuzz/corpus/<target>/ are copied into a scratch corpus under
 # BUILD_DIR/fuzz-work/ (fuzz/corpus is never written); new inputs, crash
 # artifacts and logs stay there. Targets run FUZZ_JOBS at a time (default:
-# the number of CPUs). FUZZ_KEEP_CORPUS=1 keeps the scratch corpus of an
+# the number of CPUs). FUZZ_TARGETS="fuzz_a fuzz_b" runs only those.
+# FUZZ_KEEP_CORPUS=1 keeps the scratch corpus of an
 # earlier run instead of starting from the seeds again.
 #
 # Exit status: 0 when every target ran clean, 1 when any crashed, leaked,
@@ -30,6 +31,7 @@ fi
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 TARGETS=(fuzz_grpc_deframer fuzz_grpc_meta fuzz_request_decoders fuzz_h2_session fuzz_convert fuzz_arrow_read fuzz_arrow_roundtrip fuzz_settings_query fuzz_gunzip fuzz_proxy fuzz_http_response)
+[ -z "${FUZZ_TARGETS:-}" ] || read -r -a TARGETS <<<"$FUZZ_TARGETS"
 WORK=$BUILD/fuzz-work
 JOBS=${FUZZ_JOBS:-$(nproc)}
 mkdir -p "$WORK"
