@@ -388,7 +388,13 @@ static int on_frame_recv_cb(nghttp2_session *ng, const nghttp2_frame *frame, voi
 }
 
 static int on_frame_send_cb(nghttp2_session *ng, const nghttp2_frame *frame, void *user) {
-    (void)user;
+    h2_session *s = user;
+    /* nghttp2 ends a connection on its own (floods, too many resets): say so,
+     * since every call still on it fails with it. */
+    if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR)
+        LOG_INFO("closing connection: GOAWAY sent", HKV_I("conn", s->conn->id),
+                 HKV_S("error", nghttp2_http2_strerror(frame->goaway.error_code)),
+                 HKV_I("lastStreamId", frame->goaway.last_stream_id));
     /* Our side ended while the client was still sending: tell it to stop
      * (RFC 9113 §8.1), the way gRPC servers do. */
     if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&

@@ -4,6 +4,12 @@ while, watching memory and file descriptors.
 
   soak.py SECONDS            (PLUGIN_BIN, REFBACKEND_BIN name the binaries)
 
+SOAK_WARMUP (seconds) and SOAK_MAX_GROWTH (percent, default 1) change the
+warm-up and the RSS bound: `make test` runs 2 minutes with a 60 s warm-up
+and a 5 % bound, since over a minute the quiet points differ by up to ~2 %
+with what happens to be pooled at that moment (the 30-minute run holds 1 %);
+one leaked allocation per call would still add well over 50 %.
+
 Load, all at once, from python grpcio clients on one channel:
   dashboards  QueryData with 6 queries (series, table, frames, empty, points)
   alerts      every 5 s a storm of 100 calls x 4 queries, FromAlert=true
@@ -14,13 +20,15 @@ Load, all at once, from python grpcio clients on one channel:
   changes     a data source whose settings change (lastUpdatedMS) every 2 s
               while its queries are in flight
 Every outcome is checked against what the fault plan causes; anything else
-is an unexpected error. VmRSS and the fd count are sampled every second.
+is an unexpected error, and so is the plugin closing the client's connection
+(its "closing connection" log lines: nghttp2's own GOAWAYs included).
+VmRSS, the fd count and the heap in use are sampled every second.
 
-Pass: no unexpected error, the plugin alive, RSS growth after warm-up (the
-median of the last quarter of the samples against the median of the first
-quarter after warm-up; warm-up is 20 % of the run, 30 s to 6 min) under 1 %, and the fd count flat (the highest count of the
-second half of the run at most that of the first half after warm-up, plus
-the connection slack of one pool). Prints a summary; exit 1 on failure.
+Pass: no unexpected error, the plugin alive and clean at exit, and between
+two quiet points (load paused, in-flight calls over: one after the warm-up,
+which is 20 % of the run, 30 s to 6 min, one at the end) RSS grown less than
+the bound and the fd count at most one pool's connections higher. Prints a
+summary; exit 1 on failure.
 """
 import json
 import os
@@ -243,7 +251,13 @@ class Soak:
         self.channel.close()
 
 
+def max_growth_percent():
+    return float(os.environ.get("SOAK_MAX_GROWTH", "1.0"))
+
+
 def warmup_seconds(seconds):
+    if os.environ.get("SOAK_WARMUP"):
+        return float(os.environ["SOAK_WARMUP"])
     return min(max(seconds * 0.2, 30), 360)
 
 
@@ -253,7 +267,7 @@ def verdict(s):
     if "base" in s.quiet and "end" in s.quiet:
         (rss0, fd0, heap0), (rss1, fd1, heap1) = s.quiet["base"], s.quiet["end"]
         growth = (rss1 - rss0) / rss0 * 100
-        if growth >= 1.0:
+        if growth >= max_growth_percent():
             problems.append("RSS grew %.2f%% after warm-up (%d -> %d KiB at the quiet points; heap in use %d -> %d KiB)"
                             % (growth, rss0, rss1, heap0, heap1))
         if fd1 > fd0 + POOL_SLACK:
@@ -276,7 +290,7 @@ def main():
     pp.generate_protos(pbdir)
     backend = RefBackend(binary)
     sockdir = pp.short_tmpdir()
-    plugin = pp.PluginProcess(pp.grafana_env(sockdir, {"GF_PLUGIN_LOG_LEVEL": "warn"}))
+    plugin = pp.PluginProcess(pp.grafana_env(sockdir, {"GF_PLUGIN_LOG_LEVEL": "info"}))
     plugin.read_handshake()
     s = Soak(seconds, plugin, backend)
     s.run()
@@ -285,7 +299,12 @@ def main():
     rc = plugin.stop()
     if rc != 0:
         problems.append("plugin exit status %r" % rc)
-    errors = [r for r in plugin.log_records() if r.get("@level") == "error"]
+    records = plugin.log_records()
+    errors = [r for r in records if r.get("@level") == "error"]
+    # The soak's one client connection is never the plugin's to close.
+    for r in records:
+        if "closing connection" in r.get("@message", ""):
+            problems.append("the plugin closed a client connection: %s" % json.dumps(r))
     text = plugin.stderr_text()
     for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
         if marker in text:
