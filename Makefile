@@ -21,7 +21,9 @@ DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-14-dev valgri
 SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
            UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 LSAN_OPTIONS=exitcode=23
 
-.PHONY: deps build dist asan test unit arrow-tests tools-tests integration integration-python integration-go \
+include frontend/frontend.mk
+
+.PHONY: deps build dist dist-backend asan test unit arrow-tests tools-tests integration integration-python integration-go \
         fuzz-build fuzz-short fuzz fuzz-long valgrind soak bench run clean
 
 deps:
@@ -38,7 +40,12 @@ build: deps
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DGPX_TESTS=OFF >/dev/null
 	cmake --build build -j$(JOBS)
 
-dist: build
+# dist-backend is what `make run` needs; dist adds the UI (frontend/frontend.mk builds module.js).
+dist: dist-backend frontend-build
+	cp $(FE_MODULE) $(FE_MODULE).map dist/
+	@echo "dist/ ready: $$(ls dist | tr '\n' ' ')"
+
+dist-backend: build
 	rm -rf dist && mkdir -p dist/img
 	cp plugin.json README.md dist/
 	cp img/logo.svg dist/img/
@@ -90,7 +97,7 @@ fuzz-long: fuzz-build
 
 # The whole test suite: unit tests and both independent clients against the
 # sanitizer build, the release dist binary through go-plugin, then fuzzing.
-test: unit arrow-tests integration dist
+test: unit arrow-tests integration dist frontend-test
 	PLUGIN_BIN=$(CURDIR)/$(DIST_BIN) bash tests/integration/run_go.sh
 	$(MAKE) --no-print-directory fuzz-short
 
@@ -113,7 +120,7 @@ bench: dist
 	cmake --build build -j$(JOBS)
 	bash bench/run.sh
 
-run: dist
+run: dist-backend
 	bash tools/run_demo.sh $(CURDIR)/$(DIST_BIN) $(CURDIR)/build/tools/refbackend/refbackend \
 	  $(CURDIR)/build/tools/gpxhost/gpxhost
 
