@@ -108,6 +108,25 @@ describe('ConfigEditor', () => {
     expect(last).toEqual({ ...initial, url: 'http://other:8080', jsonData: expectedJson });
   });
 
+  it('offers serverName without TLS client auth too (Grafana shows it only with client auth)', () => {
+    const initial = settings();
+    initial.jsonData = { ...initial.jsonData, tlsAuth: false };
+    let last: Settings | undefined;
+    const { unmount } = render(<Harness initial={initial} onState={(s) => (last = s)} />);
+    const field = screen.getByTestId('inhouse-serverName');
+    expect(field).toHaveValue('metrics.example');
+    fireEvent.change(field, { target: { value: 'backend.internal' } });
+    expect(last?.jsonData.serverName).toBe('backend.internal');
+    expect(last?.jsonData.tlsAuth).toBe(false);
+    fireEvent.change(field, { target: { value: ' ' } });
+    expect(last?.jsonData).not.toHaveProperty('serverName');
+    unmount();
+    // with client auth Grafana's own ServerName field is shown, ours is not (no duplicate)
+    render(<Harness initial={settings()} onState={() => undefined} />);
+    expect(screen.queryByTestId('inhouse-serverName')).toBeNull();
+    expect(screen.getAllByDisplayValue('metrics.example')).toHaveLength(1);
+  });
+
   it('ignores limits that are not positive integers', () => {
     const onState = jest.fn();
     render(<Harness initial={settings()} onState={onState} />);

@@ -50,6 +50,19 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
     onOptionsChange({ ...options, jsonData: next });
   };
 
+  // Grafana's HTTP settings show "ServerName" only with TLS client auth; our backend
+  // uses it for any https URL (a CA-only or skip-verify setup may need it too).
+  const onServerNameChange = (e: ChangeEvent<HTMLInputElement>) => {
+    const next: InhouseOptions = { ...jsonData };
+    const name = e.currentTarget.value.trim();
+    if (name === '') {
+      delete next.serverName;
+    } else {
+      next.serverName = name;
+    }
+    onOptionsChange({ ...options, jsonData: next });
+  };
+
   return (
     <>
       <DataSourceHttpSettings
@@ -58,6 +71,24 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
         onChange={onOptionsChange}
         showAccessOptions={false}
       />
+      {!jsonData.tlsAuth && (
+        <FieldSet label="TLS">
+          <InlineField
+            label="Server name"
+            labelWidth={26}
+            tooltip="The name the backend's certificate is checked against (and sent as SNI); empty: the URL's host."
+          >
+            <Input
+              id="inhouse-serverName"
+              data-testid="inhouse-serverName"
+              width={40}
+              placeholder="metrics.example.com"
+              value={jsonData.serverName ?? ''}
+              onChange={onServerNameChange}
+            />
+          </InlineField>
+        </FieldSet>
+      )}
       <FieldSet label="Limits">
         {LIMITS.map(({ key, label, tooltip, placeholder }) => (
           <InlineField key={key} label={label} labelWidth={26} tooltip={tooltip}>
