@@ -24,7 +24,7 @@ SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
 include frontend/frontend.mk
 
 .PHONY: deps build dist dist-backend asan test unit arrow-tests tools-tests integration integration-python integration-go \
-        fuzz-build fuzz-short fuzz fuzz-long valgrind soak bench run clean
+        fuzz-build fuzz-short fuzz fuzz-long valgrind soak soak-short bench run clean
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -96,9 +96,11 @@ fuzz-long: fuzz-build
 	bash fuzz/run.sh build-fuzz 0 10000000
 
 # The whole test suite: unit tests and both independent clients against the
-# sanitizer build, the release dist binary through go-plugin, then fuzzing.
+# sanitizer build, the UI's tests, the release dist binary through go-plugin,
+# a 2-minute soak, then fuzzing.
 test: unit arrow-tests integration dist frontend-test
 	PLUGIN_BIN=$(CURDIR)/$(DIST_BIN) bash tests/integration/run_go.sh
+	$(MAKE) --no-print-directory soak-short
 	$(MAKE) --no-print-directory fuzz-short
 
 valgrind: build
@@ -111,11 +113,17 @@ valgrind: build
 # Mixed load (dashboards, alert storms, cancels, faults, settings changes)
 # against the release binary, watching RSS and fds (tests/soak/soak.py).
 SOAK_SECONDS ?= 1800
-soak: dist
+soak: dist-backend
 	PLUGIN_BIN=$(CURDIR)/$(DIST_BIN) REFBACKEND_BIN=$(CURDIR)/build/tools/refbackend/refbackend \
 	  $(PY) tests/soak/soak.py $(SOAK_SECONDS)
 
-bench: dist
+# The 2-minute version `make test` runs: 60 s warm-up, RSS bound 5 % (why:
+# tests/soak/soak.py), on the release build (dist/ is left alone).
+soak-short: build
+	SOAK_WARMUP=60 SOAK_MAX_GROWTH=5 PLUGIN_BIN=$(CURDIR)/build/$(EXE) \
+	  REFBACKEND_BIN=$(CURDIR)/build/tools/refbackend/refbackend $(PY) tests/soak/soak.py 120
+
+bench: dist-backend
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build build -j$(JOBS)
 	bash bench/run.sh

@@ -17,6 +17,19 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 size_t conn_pending_bytes(const conn_t *c) { return c->out_len + (c->writing ? c->wbuf_len : 0); }
 
+void conn_trim_buffers(conn_t *c) {
+    if (!c->writing && c->wbuf_cap > CONN_BUF_KEEP) {
+        free(c->wbuf);
+        c->wbuf = NULL;
+        c->wbuf_cap = 0;
+    }
+    if (c->out_len == 0 && c->out_cap > CONN_BUF_KEEP) {
+        free(c->out);
+        c->out = NULL;
+        c->out_cap = 0;
+    }
+}
+
 int conn_reserve(conn_t *c, size_t len, uint8_t **where) {
     if (c->closing) return -1;
     /* Always take at least one frame so a slow peer still makes progress. */

@@ -30,6 +30,8 @@
 
 #define CONN_OUT_HIGH (256 * 1024)
 #define CONN_OUT_LOW (64 * 1024)
+/* Output buffers a burst grew past this are freed once drained (sweep). */
+#define CONN_BUF_KEEP (64 * 1024)
 #define CONN_WOULDBLOCK (-2)
 
 typedef struct conn conn_t;
@@ -89,6 +91,10 @@ void conn_close_when_flushed(conn_t *c);
 void conn_close(conn_t *c);
 /* Unwritten bytes (queued + in flight). */
 size_t conn_pending_bytes(const conn_t *c);
+/* Frees output buffers a burst grew past CONN_BUF_KEEP once they are
+ * empty, so one storm does not keep its high-water mark for the life of the
+ * connection (called by the server's sweep). */
+void conn_trim_buffers(conn_t *c);
 
 /* The protocol has seen a valid preface: the handshake timeout no longer applies. */
 void conn_mark_established(conn_t *c);

@@ -48,6 +48,8 @@ static void on_sweep(uv_timer_t *t) {
             s->timeouts_total++;
             LOG_INFO("closing connection", HKV_I("conn", c->id), HKV_S("reason", why));
             conn_close(c);
+        } else {
+            conn_trim_buffers(c);
         }
     }
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "loop/conn.h"
 #include "loop/process.h"
 #include "loop/server.h"
 
@@ -67,11 +68,42 @@ static void hostport(void **state) {
     assert_int_equal(srv_split_hostport("h:1x", host, sizeof host, &port), -1);
 }
 
+/* A storm's output buffers go once drained; everyday ones stay. */
+static void output_buffers_trimmed_once_drained(void **state) {
+    (void)state;
+    static uint8_t burst[200 * 1024];
+    conn_t c;
+    memset(&c, 0, sizeof c);
+    assert_int_equal(conn_append(&c, burst, sizeof burst), 0);
+    assert_true(c.out_cap > CONN_BUF_KEEP);
+    conn_trim_buffers(&c); /* not drained yet: kept */
+    assert_non_null(c.out);
+    c.out_len = 0;
+    conn_trim_buffers(&c);
+    assert_null(c.out);
+    assert_int_equal(c.out_cap, 0);
+    assert_int_equal(conn_append(&c, burst, 1000), 0); /* grows again from nothing */
+    assert_true(c.out_cap >= 1000 && c.out_cap <= CONN_BUF_KEEP);
+    c.out_len = 0;
+    conn_trim_buffers(&c);
+    assert_non_null(c.out); /* small: kept for the next write */
+    /* the buffer a write is still sending is never touched */
+    c.wbuf = malloc(CONN_BUF_KEEP * 2);
+    c.wbuf_cap = CONN_BUF_KEEP * 2;
+    c.writing = true;
+    conn_trim_buffers(&c);
+    assert_non_null(c.wbuf);
+    c.writing = false;
+    conn_trim_buffers(&c);
+    assert_null(c.wbuf);
+    free(c.out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(handshake_line_exact), cmocka_unit_test(handshake_line_too_long),
         cmocka_unit_test(cookie),               cmocka_unit_test(socket_path),
-        cmocka_unit_test(hostport),
+        cmocka_unit_test(hostport),             cmocka_unit_test(output_buffers_trimmed_once_drained),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
