@@ -1,4 +1,5 @@
 import React, { useState } from 'react';
+import { CoreApp } from '@grafana/data';
 import { act, fireEvent, render, screen, waitFor } from '@testing-library/react';
 import { QueryEditor } from './QueryEditor';
 import { installBackend, METRICS, newDataSource } from '../test/fixtures';
@@ -12,7 +13,7 @@ function openSelect(label: string) {
 }
 
 /** Holds the query like Grafana does, so successive edits build on each other. */
-function setup(ds: DataSource, initial: InhouseQuery) {
+function setup(ds: DataSource, initial: InhouseQuery, app?: CoreApp) {
   const changes: InhouseQuery[] = [];
   const onRunQuery = jest.fn();
   function Host() {
@@ -22,6 +23,7 @@ function setup(ds: DataSource, initial: InhouseQuery) {
         datasource={ds}
         query={query}
         onRunQuery={onRunQuery}
+        app={app}
         onChange={(q) => {
           changes.push(q);
           setQuery(q);
@@ -55,6 +57,16 @@ describe('QueryEditor', () => {
     expect(screen.getByLabelText('tags')).toBeInTheDocument();
     expect(screen.getByLabelText('Filter')).toBeInTheDocument();
     expect(screen.getByLabelText('Notes')).toBeInTheDocument();
+  });
+
+  it('works as the alert rule editor mounts it (UnifiedAlerting, no panel data or range)', async () => {
+    installBackend({ 'resources/metrics': METRICS });
+    const initial: InhouseQuery = { refId: 'A', target: '', datasource: { uid: 'x' } };
+    const { changes } = setup(newDataSource(), initial, CoreApp.UnifiedAlerting);
+    openSelect('Metric');
+    fireEvent.click(await screen.findByText('CPU load'));
+    expect(changes).toEqual([{ ...initial, target: 'cpu' }]);
+    expect(screen.getByLabelText('Namespace')).toBeInTheDocument();
   });
 
   it('shows a loading state while metrics load', async () => {
