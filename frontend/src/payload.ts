@@ -34,6 +34,17 @@ export function withPayloadShape(previous: PayloadValue | undefined, next: Paylo
   return next;
 }
 
+/** The raw editor's text as a payload object, or what is wrong with it (shown under the editor). */
+export function parsePayloadText(text: string): { payload: PayloadObject } | { error: string } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    return { error: `The payload is not valid JSON: ${err instanceof Error ? err.message : String(err)}` };
+  }
+  return isPlainObject(parsed) ? { payload: parsed } : { error: 'The payload must be a JSON object.' };
+}
+
 /** Text for the raw editor. */
 export function payloadText(payload: PayloadValue | undefined): string {
   if (payload === undefined || payload === null) {

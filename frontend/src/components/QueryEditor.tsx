@@ -3,7 +3,7 @@ import { QueryEditorProps, SelectableValue } from '@grafana/data';
 import { Alert, InlineField, InlineFieldRow, InlineSwitch, Select, TextArea } from '@grafana/ui';
 import type { DataSource } from '../datasource';
 import { errorMessage } from '../errors';
-import { isPlainObject, payloadObject, payloadText, withPayloadShape } from '../payload';
+import { parsePayloadText, payloadObject, payloadText, withPayloadShape } from '../payload';
 import { InhouseOptions, InhouseQuery, MetricDef, PayloadObject } from '../types';
 import { PayloadField } from './PayloadField';
 
@@ -88,19 +88,15 @@ export function QueryEditor({ datasource, query, onChange, onRunQuery }: Props) 
       return;
     }
     if (rawText.trim() !== '') {
-      try {
-        const parsed: unknown = JSON.parse(rawText);
-        if (!isPlainObject(parsed)) {
-          setRawError('The payload must be a JSON object.');
-          return;
-        }
-        setRawError(undefined);
-        // A string payload stays the text as typed; an object payload stays an object.
-        onChange({ ...query, payload: typeof query.payload === 'string' ? rawText : parsed });
-        onRunQuery();
-      } catch (err) {
-        setRawError(`The payload is not valid JSON: ${errorMessage(err)}`);
+      const parsed = parsePayloadText(rawText);
+      if ('error' in parsed) {
+        setRawError(parsed.error);
+        return;
       }
+      setRawError(undefined);
+      // A string payload stays the text as typed; an object payload stays an object.
+      onChange({ ...query, payload: typeof query.payload === 'string' ? rawText : parsed.payload });
+      onRunQuery();
       return;
     }
     setRawError(undefined);

@@ -2,8 +2,7 @@ import React, { useEffect, useState } from 'react';
 import { QueryEditorProps } from '@grafana/data';
 import { InlineField, InlineFieldRow, Input, TextArea } from '@grafana/ui';
 import type { DataSource } from '../datasource';
-import { errorMessage } from '../errors';
-import { isPlainObject, payloadText } from '../payload';
+import { parsePayloadText, payloadText } from '../payload';
 import { InhouseOptions, InhouseVariableQuery } from '../types';
 
 type Props = QueryEditorProps<DataSource, InhouseVariableQuery, InhouseOptions, InhouseVariableQuery>;
@@ -36,17 +35,13 @@ export function VariableQueryEditor({ query, onChange }: Props) {
       onChange(next);
       return;
     }
-    try {
-      const parsed: unknown = JSON.parse(raw);
-      if (!isPlainObject(parsed)) {
-        setRawError('The payload must be a JSON object.');
-        return;
-      }
-      setRawError(undefined);
-      onChange({ ...q, payload: typeof q.payload === 'string' ? raw : parsed });
-    } catch (err) {
-      setRawError(`The payload is not valid JSON: ${errorMessage(err)}`);
+    const parsed = parsePayloadText(raw);
+    if ('error' in parsed) {
+      setRawError(parsed.error);
+      return;
     }
+    setRawError(undefined);
+    onChange({ ...q, payload: typeof q.payload === 'string' ? raw : parsed.payload });
   };
 
   return (
