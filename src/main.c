@@ -113,9 +113,11 @@ static void request_stop(const char *reason) { proc_request_stop(reason); }
 
 /* Freed heap is kept for reuse (see mallopt below), but not forever: pages a
  * past burst (an alert storm, a huge answer) left free inside the heap go
- * back to the OS within TRIM_INTERVAL_MS, so RSS follows the load. */
+ * back to the OS within TRIM_INTERVAL_MS, so RSS follows the load. The
+ * threshold is a few pages: 256 KiB let idle RSS wander by ~1 % of itself
+ * (soak), and a trim every 5 s costs microseconds. */
 #define TRIM_INTERVAL_MS 5000
-#define TRIM_KEEP_BYTES (256u << 10)
+#define TRIM_KEEP_BYTES (32u << 10)
 static void on_trim_timer(uv_timer_t *t) {
     (void)t;
     struct mallinfo2 mi = mallinfo2();
