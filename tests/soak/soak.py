@@ -25,7 +25,8 @@ is an unexpected error, and so is the plugin closing the client's connection
 VmRSS, the fd count and the heap in use are sampled every second.
 
 Pass: no unexpected error, the plugin alive and clean at exit, and between
-two quiet points (load paused, in-flight calls over: one after the warm-up,
+two quiet points (load paused, in-flight calls over and, in runs of 10
+minutes or more, the pools' idle connections closed: one after the warm-up,
 which is 20 % of the run, 30 s to 6 min, one at the end) RSS grown less than
 the bound and the fd count at most one pool's connections higher. Prints a
 summary; exit 1 on failure.
@@ -206,11 +207,19 @@ class Soak:
         v = pp.metric_values(samples, "plugin_heap_in_use_bytes")
         return int(v[0] / 1024) if v else -1
 
-    def quiet_point(self, settle=7.0):
+    def quiet_point(self):
+        """RSS, fds and heap in use with the load paused: in-flight calls
+        over, and for long runs the pools' idle connections expired too
+        (60 s), so both quiet points hold the same state. RSS is the lowest of
+        three reads across a heap-trim tick (5 s)."""
         self.go.clear()
-        time.sleep(settle)
+        time.sleep(settle_seconds(self.seconds))
+        rss = []
+        for _ in range(3):
+            rss.append(self.plugin.rss_kib())
+            time.sleep(2.6)
         g = pp.Grpc(self.plugin.target)
-        v = (self.plugin.rss_kib(), open_fds(self.plugin.pid), self.heap_kib(g))
+        v = (min(rss), open_fds(self.plugin.pid), self.heap_kib(g))
         g.close()
         return v
 
@@ -221,6 +230,8 @@ class Soak:
             if not self.plugin.alive():
                 self.fail("the plugin exited")
                 return
+            if not self.go.is_set():  # a quiet point is being read: stay out of it
+                continue
             self.samples.append((time.monotonic() - t0, self.plugin.rss_kib(), open_fds(self.plugin.pid),
                                  self.heap_kib(g)))
         g.close()
@@ -249,6 +260,14 @@ class Soak:
         for t in threads:
             t.join(60)
         self.channel.close()
+
+
+def settle_seconds(seconds):
+    """How long the load pauses before a quiet point: past the pools' 60 s idle
+    timeout for runs of 10 minutes or more, else 7 s (SOAK_SETTLE)."""
+    if os.environ.get("SOAK_SETTLE"):
+        return float(os.environ["SOAK_SETTLE"])
+    return 65.0 if seconds >= 600 else 7.0
 
 
 def max_growth_percent():
