@@ -9,9 +9,13 @@
 # Seeds from fuzz/corpus/<target>/ are copied into a scratch corpus under
 # BUILD_DIR/fuzz-work/ (fuzz/corpus is never written); new inputs, crash
 # artifacts and logs stay there. Targets run FUZZ_JOBS at a time (default:
-# the number of CPUs). FUZZ_TARGETS="fuzz_a fuzz_b" runs only those.
+# the number of CPUs). FUZZ_TARGETS="fuzz_a fuzz_b" runs only those,
+# FUZZ_EXCLUDE="fuzz_c" all but those.
 # FUZZ_KEEP_CORPUS=1 keeps the scratch corpus of an
-# earlier run instead of starting from the seeds again.
+# earlier run instead of starting from the seeds again. FUZZ_WORKERS=N runs
+# N processes per target on one shared corpus (libFuzzer reloads it, so
+# each sees the others' finds), RUNS split between them and their counts
+# summed: for a slow target that should have every CPU to itself.
 #
 # Exit status: 0 when every target ran clean, 1 when any crashed, leaked,
 # timed out or could not run.
@@ -32,6 +36,10 @@ fi
 HERE=$(cd "$(dirname "$0")" && pwd)
 TARGETS=(fuzz_grpc_deframer fuzz_grpc_meta fuzz_request_decoders fuzz_h2_session fuzz_convert fuzz_arrow_read fuzz_arrow_roundtrip fuzz_settings_query fuzz_gunzip fuzz_proxy fuzz_http_response)
 [ -z "${FUZZ_TARGETS:-}" ] || read -r -a TARGETS <<<"$FUZZ_TARGETS"
+for x in ${FUZZ_EXCLUDE:-}; do
+  for i in "${!TARGETS[@]}"; do [ "${TARGETS[$i]}" != "$x" ] || unset 'TARGETS[i]'; done
+done
+TARGETS=("${TARGETS[@]}")
 WORK=$BUILD/fuzz-work
 JOBS=${FUZZ_JOBS:-$(nproc)}
 mkdir -p "$WORK"
@@ -59,8 +67,24 @@ run_one() {
     args+=("-runs=$RUNS")
   fi
   [ -f "$HERE/$t.dict" ] && args+=("-dict=$HERE/$t.dict")
-  "$bin" "${args[@]}" "$corpus" >"$log" 2>&1
-  echo $? >"$WORK/$t.rc"
+  local workers=${FUZZ_WORKERS:-1} w pids=() rc=0
+  if [ "$workers" -le 1 ]; then
+    "$bin" "${args[@]}" "$corpus" >"$log" 2>&1
+    echo $? >"$WORK/$t.rc"
+    return
+  fi
+  [ "$SECONDS_EACH" -gt 0 ] || args=("${args[@]/#-runs=*/-runs=$(((RUNS + workers - 1) / workers))}")
+  for ((w = 1; w <= workers; w++)); do
+    "$bin" "${args[@]}" "$corpus" >"$log.w$w" 2>&1 &
+    pids+=($!)
+  done
+  for w in "${pids[@]}"; do wait "$w" || rc=$?; done
+  for ((w = 1; w <= workers; w++)); do
+    echo "==== worker $w of $workers"
+    cat "$log.w$w"
+    rm -f "$log.w$w"
+  done >"$log"
+  echo "$rc" >"$WORK/$t.rc"
 }
 
 echo "fuzzing ${#TARGETS[@]} targets from $BUILD ($( [ "$SECONDS_EACH" -gt 0 ] && echo "${SECONDS_EACH}s each" || echo "$RUNS runs each"), $JOBS at a time)"
@@ -82,13 +106,14 @@ printf '%-24s %12s %8s %8s %8s %8s  %s\n' ------------------------ ------------ 
 for t in "${TARGETS[@]}"; do
   log=$WORK/$t.log
   rc=$(cat "$WORK/$t.rc" 2>/dev/null || echo 127)
-  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  # sums and maxima over the log's workers (one unless FUZZ_WORKERS)
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | awk '{s += $1} END {if (NR) print s}')
   [ -n "$execs" ] || execs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#')
-  persec=$(grep -o 'exec/s: [0-9]*' "$log" | tail -1 | awk '{print $2}')
-  last=$(grep 'cov: ' "$log" | tail -1)
-  cov=$(sed -n 's/.*cov: \([0-9]*\).*/\1/p' <<<"$last")
-  ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
-  corp=$(sed -n 's/.* corp: \([0-9]*\)\/.*/\1/p' <<<"$last")
+  persec=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | awk '{s += $1} END {if (NR) print s}')
+  [ -n "$persec" ] || persec=$(grep -o 'exec/s: [0-9]*' "$log" | tail -1 | awk '{print $2}')
+  cov=$(grep -o ' cov: [0-9]*' "$log" | awk 'BEGIN {m = ""} {if ($2 > m) m = $2} END {print m}')
+  ft=$(grep -o ' ft: [0-9]*' "$log" | awk 'BEGIN {m = ""} {if ($2 > m) m = $2} END {print m}')
+  corp=$(grep -o ' corp: [0-9]*' "$log" | awk 'BEGIN {m = ""} {if ($2 > m) m = $2} END {print m}')
   result=ok
   arts=$(find "$WORK/artifacts/$t" -type f 2>/dev/null | head -3 | tr '\n' ' ')
   if [ "$rc" != 0 ] || [ -n "$arts" ]; then
