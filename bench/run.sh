@@ -26,6 +26,7 @@ BUILD_DIR=${BUILD_DIR:-build}
 FLOOR_BIN=$BUILD_DIR/bench/bench_floor
 SPAWN_BIN=$BUILD_DIR/bench/spawn_latency
 PACE_BIN=$BUILD_DIR/bench/bench_pace
+RELAY_BIN=$BUILD_DIR/bench/bench_relay
 FRAMES_BIN=$BUILD_DIR/bench/bench_frames
 BENCH_SECS=${BENCH_SECS:-6}
 PY=/usr/bin/python3
@@ -190,6 +191,7 @@ log "QueryData: h2load throughput vs refbackend direct, added latency at 64 conc
 QD_T0=$SECONDS
 Q_RPS= R_RPS= Q_CPU_US= R_CPU_US= QR_CPU_US= Q_BUSY= R_BUSY= Q_VERIFY= Q_HANDLED= Q_N= R_N=
 L_P50= L_P99= D_P50= D_P99= A_P50= A_P99= S_P50= S_DP50= S_A50= O_P50= O_P99= OD_P50= OD_P99= PACE_INFLIGHT=
+OX_P50= OX_P99=
 ST_TOTAL= ST_SUBMIT= ST_OK= ST_FAIL= ST_HWM= ST_BEFORE=
 export PB_DIR=$WORK/pb
 mkdir -p "$PB_DIR"
@@ -283,13 +285,28 @@ elif start_ref && start_server plugin-qd "$PLUGIN_BIN" --standalone --address 12
   # --- the goal row: 64 calls in flight on average, arriving independently
   # (Poisson, open loop: bench_pace), plugin over gRPC vs the refbackend over
   # HTTP/1.1, the same schedule and the same client code for both sides. Both
-  # get enough connections (256) that nobody queues for one.
+  # get enough connections (256) that nobody queues for one. A third side,
+  # the floor: the same HTTP/1.1 requests through bench_relay, a zero-work
+  # byte relay, which costs what any process in the path costs here.
+  X_PID= X_PORT=
+  if [ -x "$RELAY_BIN" ]; then
+    "$RELAY_BIN" "127.0.0.1:$REF_PORT" >"$WORK/relay.out" 2>"$WORK/relay.err" &
+    X_PID=$!
+    PIDS+=("$X_PID")
+    for _ in $(seq 1 200); do
+      X_PORT=$(sed -n 's/^listening 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/relay.out")
+      [ -n "$X_PORT" ] && break
+      sleep 0.025
+    done
+  fi
+  [ -n "$X_PORT" ] || missing "bench_relay (the latency floor): $(head -c 300 "$WORK/relay.err" 2>/dev/null)"
   if [ -x "$PACE_BIN" ] &&
      $PY $QTOOL body "$WORK/qdpace.bin" "$URL" 'points:100?latency=20ms' '{"maxConnections":256}' bench-pace; then
     pace() { timeout 120 "$PACE_BIN" "$@"; }
     pace grpc "127.0.0.1:$Q_PORT" "$QPATH" "$WORK/qdpace.bin" 3200 3200 >/dev/null  # warm: open connections
     pace http "127.0.0.1:$REF_PORT" /query "$WORK/direct20.json" 3200 3200 256 >/dev/null
-    p50s_p= p99s_p= p50s_d= p99s_d= pace_n=0
+    [ -z "$X_PORT" ] || pace http "127.0.0.1:$X_PORT" /query "$WORK/direct20.json" 3200 3200 256 >/dev/null
+    p50s_p= p99s_p= p50s_d= p99s_d= p50s_x= p99s_x= pace_n=0
     for round in 1 2 3; do
       vp=$(pace grpc "127.0.0.1:$Q_PORT" "$QPATH" "$WORK/qdpace.bin" 3200 9600) || { log "pace plugin: $vp"; continue; }
       vd=$(pace http "127.0.0.1:$REF_PORT" /query "$WORK/direct20.json" 3200 9600 256) || { log "pace direct: $vd"; continue; }
@@ -298,12 +315,22 @@ elif start_ref && start_server plugin-qd "$PLUGIN_BIN" --standalone --address 12
       p50s_p="$p50s_p $(kv "$vp" p50_us)" p99s_p="$p99s_p $(kv "$vp" p99_us)"
       p50s_d="$p50s_d $(kv "$vd" p50_us)" p99s_d="$p99s_d $(kv "$vd" p99_us)"
       PACE_INFLIGHT=$(kv "$vp" inflight_avg) pace_n=$((pace_n + 1))
+      [ -n "$X_PORT" ] || continue
+      if vx=$(pace http "127.0.0.1:$X_PORT" /query "$WORK/direct20.json" 3200 9600 256); then
+        log "pace round $round: relay  $vx"
+        p50s_x="$p50s_x $(kv "$vx" p50_us)" p99s_x="$p99s_x $(kv "$vx" p99_us)"
+      else
+        log "pace relay: $vx"
+      fi
     done
     med() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)] }'; }
     if [ "$pace_n" -gt 0 ]; then
       O_P50=$(med "$p50s_p") O_P99=$(med "$p99s_p") OD_P50=$(med "$p50s_d") OD_P99=$(med "$p99s_d")
+      OX_P50=$(med "$p50s_x") OX_P99=$(med "$p99s_x")
     fi
   fi
+  [ -z "$X_PID" ] || stop_server "$X_PID"
+  [ -z "$X_PORT" ] || [ -n "$OX_P50" ] || missing "latency through bench_relay"
   [ -n "$O_P50" ] || missing "QueryData added latency at 64 in flight (bench_pace)"
   # one call at a time (no queueing behind 63 others): plugin vs direct
   if h2load_run seq -n 2000 -c 1 -m 1 -d "$WORK/qd.bin" "${GRPC_H[@]}" --log-file="$WORK/seq.plugin.log" \
@@ -394,6 +421,7 @@ Q_BUSY=$(busy "$Q_CPU_US" "$Q_RPS") QR_BUSY=$(busy "$QR_CPU_US" "$Q_RPS") R_BUSY
 sub() { [ -n "$1" ] && [ -n "$2" ] && echo $(( $1 - $2 )); }
 A_P50=$(sub "$L_P50" "$D_P50") A_P99=$(sub "$L_P99" "$D_P99") S_A50=$(sub "$S_P50" "$S_DP50")
 OA_P50=$(sub "$O_P50" "$OD_P50") OA_P99=$(sub "$O_P99" "$OD_P99")
+OXA_P50=$(sub "$OX_P50" "$OD_P50") OXA_P99=$(sub "$OX_P99" "$OD_P99")
 ST_RATIO=$( [ -n "$ST_TOTAL" ] && awk -v t="$ST_TOTAL" 'BEGIN { printf "%.3f", t / 3.15 }')
 ST_FAIL_OK=$( [ -n "$ST_FAIL" ] && { [ "$ST_FAIL" = 0 ] && echo PASS || echo FAIL; } || echo n/a)
 echo
@@ -411,6 +439,8 @@ row "  refbackend CPU/call (us): via, direct" "${QR_CPU_US:-n/a}" "${R_CPU_US:-n
 row "  CPU busy: plugin | refbk via/direct" "${Q_BUSY:-n/a}" "${QR_BUSY:-n/a}/${R_BUSY:-n/a}" "-" "info"
 row "64 in flight (${PACE_INFLIGHT:-?} avg), 20 ms: p50 (us)" "${O_P50:-n/a}" "${OD_P50:-n/a}" "added ${OA_P50:-?} us / < 100" "$(verdict "$OA_P50" '<=' 99.999)"
 row "64 in flight, 20 ms: p99 (us)" "${O_P99:-n/a}" "${OD_P99:-n/a}" "added ${OA_P99:-?} us" "info"
+row "  zero-work relay instead: p50 (us)" "${OX_P50:-n/a}" "${OD_P50:-n/a}" "added ${OXA_P50:-?} us (floor)" "info"
+row "  zero-work relay instead: p99 (us)" "${OX_P99:-n/a}" "${OD_P99:-n/a}" "added ${OXA_P99:-?} us (floor)" "info"
 row "64 in lockstep, 20 ms: p50 (us)" "${L_P50:-n/a}" "${D_P50:-n/a}" "added ${A_P50:-?} us" "info"
 row "64 in lockstep, 20 ms: p99 (us)" "${L_P99:-n/a}" "${D_P99:-n/a}" "added ${A_P99:-?} us" "info"
 row "one call at a time, points:100: p50 (us)" "${S_P50:-n/a}" "${S_DP50:-n/a}" "added ${S_A50:-?} us" "info"
@@ -425,7 +455,9 @@ echo "plugin path from above. Latency rows: 'added' = plugin percentile - direct
 echo "one holds the 20 ms and the backend's own time). '64 in flight': bench_pace, Poisson arrivals at"
 echo "3200 calls/s (x 20 ms = 64 in flight on average), the same schedule and client code for both columns"
 echo "(plugin: gRPC on one h2 connection; direct: up to 256 keep-alive HTTP/1.1 connections), median of 3"
-echo "rounds of 9600 calls. '64 in lockstep': h2load -m 64 (direct: -c 64), 1344 calls; all 64 answers"
+echo "rounds of 9600 calls. 'Zero-work relay': the direct requests through bench_relay, a libuv byte relay"
+echo "between client and refbackend (no parsing): what putting any process in the path costs on this"
+echo "machine, the floor under the plugin's added latency. '64 in lockstep': h2load -m 64 (direct: -c 64), 1344 calls; all 64 answers"
 echo "arrive in the same instant, so the added time is mostly waiting behind the other 63 calls' work on"
 echo "one loop (a burst, not a steady load). Storm: python grpcio futures on one channel (the submit"
 echo "row is client time), FromAlert=true in the request headers, maxConnections 64, maxConcurrentQueries 4;"
