@@ -10,7 +10,9 @@
 # BUILD_DIR/fuzz-work/ (fuzz/corpus is never written); new inputs, crash
 # artifacts and logs stay there. Targets run FUZZ_JOBS at a time (default:
 # the number of CPUs). FUZZ_TARGETS="fuzz_a fuzz_b" runs only those,
-# FUZZ_EXCLUDE="fuzz_c" all but those.
+# FUZZ_EXCLUDE="fuzz_c" all but those. FUZZ_TIMEOUT (default 10) is the
+# seconds one input may take: wall-clock time, so a run that shares the
+# machine with heavy work may want more.
 # FUZZ_KEEP_CORPUS=1 keeps the scratch corpus of an
 # earlier run instead of starting from the seeds again. FUZZ_WORKERS=N runs
 # N processes per target on one shared corpus (libFuzzer reloads it, so
@@ -60,7 +62,7 @@ run_one() {
   rm -rf "$art"
   mkdir -p "$corpus" "$art"
   cp "$HERE/corpus/$t/"* "$corpus/" 2>/dev/null || true
-  local args=(-rss_limit_mb=2048 -timeout=10 -print_final_stats=1 "-artifact_prefix=$art")
+  local args=(-rss_limit_mb=2048 "-timeout=${FUZZ_TIMEOUT:-10}" -print_final_stats=1 "-artifact_prefix=$art")
   if [ "$SECONDS_EACH" -gt 0 ]; then
     args+=("-max_total_time=$SECONDS_EACH")
   else
