@@ -168,7 +168,7 @@ void frame_json_value(const struct yajl_val_s *v, buf_t *b) {
     if (!v || YAJL_IS_NULL(v)) { buf_puts(b, "null"); return; }
     if (YAJL_IS_TRUE(v)) { buf_puts(b, "true"); return; }
     if (YAJL_IS_FALSE(v)) { buf_puts(b, "false"); return; }
-    if (YAJL_IS_STRING(v)) { jsonw_string(b, v->u.string, strlen(v->u.string)); return; }
+    if (YAJL_IS_STRING(v)) { jsonw_string(b, v->u.string, jtree_string_len(v)); return; }
     if (YAJL_IS_NUMBER(v)) { buf_puts(b, v->u.number.r); return; }
     if (YAJL_IS_ARRAY(v)) {
         buf_puts(b, "[");
@@ -193,6 +193,7 @@ void frame_json_value(const struct yajl_val_s *v, buf_t *b) {
 typedef struct {
     const char *key;
     const char *value;
+    size_t value_len;
 } kv_pair;
 
 static int cmp_pairs(const void *a, const void *b) {
@@ -207,7 +208,7 @@ int frame_json_labels(const struct yajl_val_s *obj, buf_t *b) {
     for (size_t i = 0; i < n; i++) {
         const struct yajl_val_s *v = obj->u.object.values[i];
         if (!YAJL_IS_STRING(v)) { free(pairs); return -1; }
-        pairs[i] = (kv_pair){obj->u.object.keys[i], v->u.string};
+        pairs[i] = (kv_pair){obj->u.object.keys[i], v->u.string, jtree_string_len(v)};
     }
     qsort(pairs, n, sizeof *pairs, cmp_pairs);
     buf_puts(b, "{");
@@ -215,7 +216,7 @@ int frame_json_labels(const struct yajl_val_s *obj, buf_t *b) {
         if (i) buf_puts(b, ",");
         jsonw_string(b, pairs[i].key, strlen(pairs[i].key));
         buf_puts(b, ":");
-        jsonw_string(b, pairs[i].value, strlen(pairs[i].value));
+        jsonw_string(b, pairs[i].value, pairs[i].value_len);
     }
     buf_puts(b, "}");
     free(pairs);
@@ -261,7 +262,7 @@ static int append_json_value(frame_field *fld, yajl_val v, int entity, int64_t n
         return field_append_bool(fld, YAJL_IS_TRUE(v));
     case FT_STRING:
         if (!YAJL_IS_STRING(v)) return -1;
-        return field_append_bytes(fld, v->u.string, strlen(v->u.string));
+        return field_append_bytes(fld, v->u.string, jtree_string_len(v));
     case FT_JSON:
         tmp->len = 0;
         frame_json_value(v, tmp);
@@ -374,6 +375,6 @@ int frame_from_json(const char *text, frame_t **out, char *err, size_t errcap) {
 done:
     if (rc != 0) { frame_free(*out); *out = NULL; }
     buf_free(&tmp);
-    yajl_tree_free(root);
+    jtree_free(root);
     return rc;
 }

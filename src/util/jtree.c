@@ -1,6 +1,7 @@
 #include "jtree.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,7 @@ static int attach(jtree_ctx *c, yajl_val v) {
         if (parent->u.array.len == *cap) {
             size_t ncap = *cap ? *cap * 2 : 8;
             yajl_val *nv = realloc(parent->u.array.values, ncap * sizeof *nv);
-            if (!nv) { yajl_tree_free(v); c->oom = 1; return 0; }
+            if (!nv) { jtree_free(v); c->oom = 1; return 0; }
             parent->u.array.values = nv;
             *cap = ncap;
         }
@@ -48,7 +49,7 @@ static int attach(jtree_ctx *c, yajl_val v) {
         const char **nk = realloc((void *)parent->u.object.keys, ncap * sizeof *nk);
         if (nk) parent->u.object.keys = nk;
         yajl_val *nv = nk ? realloc(parent->u.object.values, ncap * sizeof *nv) : NULL;
-        if (!nv) { yajl_tree_free(v); c->oom = 1; return 0; }
+        if (!nv) { jtree_free(v); c->oom = 1; return 0; }
         parent->u.object.values = nv;
         *cap = ncap;
     }
@@ -86,12 +87,46 @@ static int on_number(void *ctx, const char *s, size_t len) {
     return attach(ctx, v);
 }
 
+/* A string value is one block: its length, then the bytes and a NUL;
+ * u.string points at the bytes. */
 static int on_string(void *ctx, const unsigned char *s, size_t len) {
     yajl_val v = new_val(yajl_t_string);
     if (!v) return attach(ctx, NULL);
-    v->u.string = strndup((const char *)s, len);
-    if (!v->u.string) { free(v); return attach(ctx, NULL); }
+    char *block = len < SIZE_MAX - sizeof len - 1 ? malloc(sizeof len + len + 1) : NULL;
+    if (!block) { free(v); return attach(ctx, NULL); }
+    memcpy(block, &len, sizeof len);
+    memcpy(block + sizeof len, s, len);
+    block[sizeof len + len] = '\0';
+    v->u.string = block + sizeof len;
     return attach(ctx, v);
+}
+
+size_t jtree_string_len(const struct yajl_val_s *v) {
+    size_t len;
+    memcpy(&len, v->u.string - sizeof len, sizeof len);
+    return len;
+}
+
+void jtree_free(yajl_val v) {
+    if (!v) return;
+    switch (v->type) {
+    case yajl_t_string: free(v->u.string - sizeof(size_t)); break;
+    case yajl_t_number: free(v->u.number.r); break;
+    case yajl_t_object:
+        for (size_t i = 0; i < v->u.object.len; i++) {
+            free((char *)v->u.object.keys[i]);
+            jtree_free(v->u.object.values[i]);
+        }
+        free((void *)v->u.object.keys);
+        free(v->u.object.values);
+        break;
+    case yajl_t_array:
+        for (size_t i = 0; i < v->u.array.len; i++) jtree_free(v->u.array.values[i]);
+        free(v->u.array.values);
+        break;
+    default: break;
+    }
+    free(v);
 }
 
 static int on_map_key(void *ctx, const unsigned char *s, size_t len) {
@@ -133,7 +168,7 @@ yajl_val jtree_parse(const char *text, size_t len, char *err, size_t errcap) {
             snprintf(err, errcap, "%s at byte %zu", msg ? (char *)msg : "parse error", yajl_get_bytes_consumed(h));
             if (msg) yajl_free_error(h, msg);
         }
-        yajl_tree_free(c->root);
+        jtree_free(c->root);
     }
     free(c->pending_key);
     yajl_free(h);
