@@ -20,7 +20,7 @@
  *     nullability, names, labels, config, meta, every value and null;
  *   - frame_to_json succeeds and frame_from_json reads its output back to
  *     an equal frame (converter strings and sub-documents come from yajl,
- *     so nothing should be lost in JSON; KNOWN BUG 7 is the exception).
+ *     so nothing should be lost in JSON; bugs 7 and 10 were the exceptions).
  *
  * Known bugs in src/frames are screened so fuzzing can go past them (the
  * KNOWN BUG notes below: 1 ISO-8601 overflow, 2 frame_from_json time
