@@ -8,7 +8,7 @@
  *   [0]   flags: bit0 raw mode (names and string values are arbitrary bytes
  *         instead of UTF-8 drawn from an alphabet), bit1 frame meta,
  *         bit2 sort by a field afterwards, bit3 long strings, bits4-6
- *         all set: a big frame
+ *         all set: a big frame, bit7 the JSON round trip too
  *   [1]   number of fields (mod 17)
  *   [2]   rows (with [3]: 16-bit LE, mod 257, so 0..256, for a big frame,
  *         else mod 17; mod 33 when more than 8 fields)
@@ -31,8 +31,10 @@
  *     NaN = NaN), every null, names, types, nullability, name/refId/meta,
  *     labels and config strings;
  *   - writing the read-back frame gives byte-identical output;
- *   - frame_to_json succeeds and frame_from_json reads it; in UTF-8 mode the
- *     frame read back equals the original;
+ *   - flag bit7: frame_to_json succeeds and frame_from_json reads it; in
+ *     UTF-8 mode the frame read back equals the original (half the inputs:
+ *     the JSON pair took 40 % of the time under ASan, and fuzz_convert
+ *     checks it on every frame it builds);
  *   - flag bit2: frame_sort_by on a time/numeric field without nulls (and
  *     without NaN) gives the order of a reference stable sort, with every
  *     other field's rows (values and nulls) moved along.
@@ -60,7 +62,14 @@ typedef struct {
     const uint8_t *p;
     size_t n, i;
     uint64_t prng;
+    size_t pieces_left; /* string pieces this input may still generate */
 } src_t;
+
+/* Throughput: libFuzzer keeps the inputs that reach new counter buckets, and
+ * bigger frames with longer strings always do, so without a cap the corpus
+ * drifts to ~1 MB frames and a few hundred inputs a second. Past this many
+ * string pieces (~64 KiB) an input's strings stay short (0-2 pieces). */
+#define PIECES_PER_INPUT 16384
 
 static uint8_t u8(src_t *s) {
     if (s->i < s->n) return s->p[s->i++];
@@ -88,6 +97,8 @@ static const char *const alphabet[] = {
  * `allow_nul` (names are C strings). Returns a malloc'd buffer and length. */
 static char *gen_string(src_t *s, bool raw, bool allow_nul, size_t max, size_t *len) {
     size_t pieces = u8(s) % (max + 1);
+    if (pieces > s->pieces_left) pieces = pieces % 3;
+    s->pieces_left -= pieces < s->pieces_left ? pieces : s->pieces_left;
     char *out = malloc(pieces * 4 + 1);
     CHECK(out != NULL, "oom");
     size_t o = 0;
@@ -356,7 +367,7 @@ static void check_sort(frame_t *orig, frame_t *sorted, uint8_t pick) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < size; i++) h = (h ^ data[i]) * 1099511628211ull;
-    src_t s = {data, size, 0, h ? h : 1};
+    src_t s = {data, size, 0, h ? h : 1, PIECES_PER_INPUT};
     uint8_t flags = u8(&s);
     bool raw = flags & 1;
     frame_t *f = gen_frame(&s, flags);
@@ -390,19 +401,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     buf_free(&again);
     buf_free(&out);
 
-    buf_t json;
-    buf_init(&json);
-    CHECK(frame_to_json(f, &json) == 0, "frame_to_json failed");
-    buf_append(&json, "", 1);
-    CHECK(buf_ok(&json), "oom");
-    { /* bug 2 fixed: every time reads back */
-        frame_t *fj = NULL;
+    if (flags & 0x80) {
+        buf_t json;
+        buf_init(&json);
+        CHECK(frame_to_json(f, &json) == 0, "frame_to_json failed");
+        buf_append(&json, "", 1);
+        CHECK(buf_ok(&json), "oom");
+        frame_t *fj = NULL; /* bug 2 fixed: every time reads back */
         char err[256];
         CHECK(frame_from_json(json.data, &fj, err, sizeof err) == 0, "our JSON does not read back: %s", err);
         if (!raw) CHECK(ar_frame_diff(f, fj, msg, sizeof msg) == 0, "JSON round trip: %s", msg);
         frame_free(fj);
+        buf_free(&json);
     }
-    buf_free(&json);
 
     if (flags & 4) check_sort(f, back, u8(&s));
     frame_free(back);
