@@ -215,16 +215,25 @@ h2load_run() {
 pcts() { awk '$2 ~ /^2/ { print $3 }' "$1" | sort -n | awk '{ a[NR] = $1 } END {
   if (NR == 0) exit 1; i = int(NR * 0.5 + 0.5); j = int(NR * 0.99 + 0.5); if (i < 1) i = 1; if (j < 1) j = 1
   print a[i], a[j] }'; }
-start_ref() { # -> REF_PID REF_PORT
-  "$REF_BIN" --log-level off >"$WORK/ref.out" 2>"$WORK/ref.err" &
-  REF_PID=$! REF_PORT=
-  PIDS+=("$REF_PID")
+# start_listener NAME BIN... : starts a program that prints "listening
+# 127.0.0.1:PORT" (refbackend, bench_relay), waits for that line, sets LST_PID LST_PORT
+start_listener() {
+  local name=$1; shift
+  "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  LST_PID=$! LST_PORT=
+  PIDS+=("$LST_PID")
   for _ in $(seq 1 200); do
-    REF_PORT=$(sed -n 's/^listening 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/ref.out")
-    [ -n "$REF_PORT" ] && return 0
+    LST_PORT=$(sed -n 's/^listening 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/$name.out")
+    [ -n "$LST_PORT" ] && return 0
     sleep 0.025
   done
-  log "refbackend did not start: $(head -c 300 "$WORK/ref.err")"; return 1
+  log "$name did not start: $(head -c 300 "$WORK/$name.err")"; return 1
+}
+start_ref() { # -> REF_PID REF_PORT
+  start_listener refbackend "$REF_BIN" --log-level off
+  local rc=$?
+  REF_PID=$LST_PID REF_PORT=$LST_PORT
+  return $rc
 }
 GRPC_H=(-H 'content-type: application/grpc' -H 'te: trailers')
 QPATH=/pluginv2.Data/QueryData
@@ -289,17 +298,14 @@ elif start_ref && start_server plugin-qd "$PLUGIN_BIN" --standalone --address 12
   # the floor: the same HTTP/1.1 requests through bench_relay, a zero-work
   # byte relay, which costs what any process in the path costs here.
   X_PID= X_PORT=
-  if [ -x "$RELAY_BIN" ]; then
-    "$RELAY_BIN" "127.0.0.1:$REF_PORT" >"$WORK/relay.out" 2>"$WORK/relay.err" &
-    X_PID=$!
-    PIDS+=("$X_PID")
-    for _ in $(seq 1 200); do
-      X_PORT=$(sed -n 's/^listening 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/relay.out")
-      [ -n "$X_PORT" ] && break
-      sleep 0.025
-    done
+  if [ ! -x "$RELAY_BIN" ]; then
+    missing "bench_relay (the latency floor): $RELAY_BIN not built"
+  elif start_listener relay "$RELAY_BIN" "127.0.0.1:$REF_PORT"; then
+    X_PID=$LST_PID X_PORT=$LST_PORT
+  else
+    X_PID=$LST_PID
+    missing "bench_relay (the latency floor)"
   fi
-  [ -n "$X_PORT" ] || missing "bench_relay (the latency floor): $(head -c 300 "$WORK/relay.err" 2>/dev/null)"
   if [ -x "$PACE_BIN" ] &&
      $PY $QTOOL body "$WORK/qdpace.bin" "$URL" 'points:100?latency=20ms' '{"maxConnections":256}' bench-pace; then
     pace() { timeout 120 "$PACE_BIN" "$@"; }

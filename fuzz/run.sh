@@ -105,6 +105,8 @@ wait
 fail=0
 printf '\n%-24s %12s %8s %8s %8s %8s  %s\n' target execs exec/s cov ft corpus result
 printf '%-24s %12s %8s %8s %8s %8s  %s\n' ------------------------ ------------ -------- -------- -------- -------- ------
+# log_max KEY LOG: the largest "KEY: N" of libFuzzer's status lines
+log_max() { grep -o " $1: [0-9]*" "$2" | awk 'BEGIN {m = ""} {if ($2 > m) m = $2} END {print m}'; }
 for t in "${TARGETS[@]}"; do
   log=$WORK/$t.log
   rc=$(cat "$WORK/$t.rc" 2>/dev/null || echo 127)
@@ -113,9 +115,7 @@ for t in "${TARGETS[@]}"; do
   [ -n "$execs" ] || execs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#')
   persec=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | awk '{s += $1} END {if (NR) print s}')
   [ -n "$persec" ] || persec=$(grep -o 'exec/s: [0-9]*' "$log" | tail -1 | awk '{print $2}')
-  cov=$(grep -o ' cov: [0-9]*' "$log" | awk 'BEGIN {m = ""} {if ($2 > m) m = $2} END {print m}')
-  ft=$(grep -o ' ft: [0-9]*' "$log" | awk 'BEGIN {m = ""} {if ($2 > m) m = $2} END {print m}')
-  corp=$(grep -o ' corp: [0-9]*' "$log" | awk 'BEGIN {m = ""} {if ($2 > m) m = $2} END {print m}')
+  cov=$(log_max cov "$log") ft=$(log_max ft "$log") corp=$(log_max corp "$log")
   result=ok
   arts=$(find "$WORK/artifacts/$t" -type f 2>/dev/null | head -3 | tr '\n' ' ')
   if [ "$rc" != 0 ] || [ -n "$arts" ]; then
