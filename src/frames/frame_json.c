@@ -164,7 +164,9 @@ int frame_to_json(const frame_t *f, buf_t *b) {
 
 /* ---- reading ---------------------------------------------------------- */
 
-void frame_json_value(const struct yajl_val_s *v, buf_t *b) {
+/* Appends the compact JSON text of any value of a jtree_parse tree (numbers
+ * verbatim, strings with their length: NULs kept). */
+static void json_value(const struct yajl_val_s *v, buf_t *b) {
     if (!v || YAJL_IS_NULL(v)) { buf_puts(b, "null"); return; }
     if (YAJL_IS_TRUE(v)) { buf_puts(b, "true"); return; }
     if (YAJL_IS_FALSE(v)) { buf_puts(b, "false"); return; }
@@ -174,7 +176,7 @@ void frame_json_value(const struct yajl_val_s *v, buf_t *b) {
         buf_puts(b, "[");
         for (size_t i = 0; i < v->u.array.len; i++) {
             if (i) buf_puts(b, ",");
-            frame_json_value(v->u.array.values[i], b);
+            json_value(v->u.array.values[i], b);
         }
         buf_puts(b, "]");
         return;
@@ -184,7 +186,7 @@ void frame_json_value(const struct yajl_val_s *v, buf_t *b) {
         if (i) buf_puts(b, ",");
         jsonw_string(b, v->u.object.keys[i], strlen(v->u.object.keys[i]));
         buf_puts(b, ":");
-        frame_json_value(v->u.object.values[i], b);
+        json_value(v->u.object.values[i], b);
     }
     buf_puts(b, "}");
 }
@@ -200,7 +202,9 @@ static int cmp_pairs(const void *a, const void *b) {
     return strcmp(((const kv_pair *)a)->key, ((const kv_pair *)b)->key);
 }
 
-int frame_json_labels(const struct yajl_val_s *obj, buf_t *b) {
+/* Appends the compact JSON of an object's string values with keys sorted,
+ * the form Grafana uses for labels. */
+static int json_labels(const struct yajl_val_s *obj, buf_t *b) {
     if (!YAJL_IS_OBJECT(obj)) return -1;
     size_t n = obj->u.object.len;
     kv_pair *pairs = malloc((n ? n : 1) * sizeof *pairs);
@@ -265,7 +269,7 @@ static int append_json_value(frame_field *fld, yajl_val v, int entity, int64_t n
         return field_append_bytes(fld, v->u.string, jtree_string_len(v));
     case FT_JSON:
         tmp->len = 0;
-        frame_json_value(v, tmp);
+        json_value(v, tmp);
         return buf_ok(tmp) ? field_append_bytes(fld, tmp->data, tmp->len) : -1;
     case FT_FLOAT32: case FT_FLOAT64: {
         if (!YAJL_IS_NUMBER(v)) return -1;
@@ -321,7 +325,7 @@ int frame_from_json(const char *text, frame_t **out, char *err, size_t errcap) {
     *out = f;
     if (meta && !YAJL_IS_NULL(meta)) {
         tmp.len = 0;
-        frame_json_value(meta, &tmp);
+        json_value(meta, &tmp);
         if (!buf_ok(&tmp) || frame_set_meta(f, tmp.data) != 0) { snprintf(err, errcap, "out of memory"); goto done; }
     }
     for (size_t i = 0; i < fields->u.array.len; i++) {
@@ -338,14 +342,14 @@ int frame_from_json(const char *text, frame_t **out, char *err, size_t errcap) {
         yajl_val labels = get(fv, "labels"), config = get(fv, "config");
         if (labels && !YAJL_IS_NULL(labels)) {
             tmp.len = 0;
-            if (frame_json_labels(labels, &tmp) != 0 || field_set_labels(fld, tmp.data) != 0) {
+            if (json_labels(labels, &tmp) != 0 || field_set_labels(fld, tmp.data) != 0) {
                 snprintf(err, errcap, "field %zu: labels must be an object of strings", i);
                 goto done;
             }
         }
         if (config && !YAJL_IS_NULL(config)) {
             tmp.len = 0;
-            frame_json_value(config, &tmp);
+            json_value(config, &tmp);
             if (!buf_ok(&tmp) || field_set_config(fld, tmp.data) != 0) { snprintf(err, errcap, "out of memory"); goto done; }
         }
         yajl_val col = YAJL_IS_ARRAY(values) && i < values->u.array.len ? values->u.array.values[i] : NULL;

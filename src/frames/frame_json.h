@@ -22,12 +22,4 @@ int frame_to_json(const frame_t *f, buf_t *out);
  * message naming the place (field index, row) in err. */
 int frame_from_json(const char *text, frame_t **out, char *err, size_t errcap);
 
-/* Appends the compact JSON of an object's string values (of a jtree_parse
- * tree) with keys sorted, the form Grafana uses for labels. */
-struct yajl_val_s;
-int frame_json_labels(const struct yajl_val_s *obj, buf_t *out);
-/* Appends the compact JSON text of any value of a jtree_parse tree (numbers
- * verbatim, strings with their length: NULs kept). */
-void frame_json_value(const struct yajl_val_s *v, buf_t *out);
-
 #endif
