@@ -18,16 +18,15 @@
  *   - each Arrow file follows our layout rules and reads back with our
  *     reader (tests/support) to an equal frame: rows, fields, types,
  *     nullability, names, labels, config, meta, every value and null;
+ *   - every frame name, field name and string value is valid UTF-8
+ *     (Arrow Utf8 requires it; bug 7 was a lone surrogate escape);
  *   - frame_to_json succeeds and frame_from_json reads its output back to
  *     an equal frame (converter strings and sub-documents come from yajl,
- *     so nothing should be lost in JSON; bugs 7 and 10 were the exceptions).
+ *     so nothing should be lost in JSON; bug 10 was an embedded NUL).
  *
- * Known bugs in src/frames are screened so fuzzing can go past them (the
- * KNOWN BUG notes below: 1 ISO-8601 overflow, 2 frame_from_json time
- * overflow, 4 syntax error offsets, 5 NULL + 0 in field_get_bytes, 6 the
- * epoch-ms fast path overflow, 7 lone surrogate escapes → invalid UTF-8);
- * FUZZ_KNOWN_BUGS=1 in the environment turns the screens off to reproduce
- * them.
+ * Bugs 1, 2, 5, 6, 7, 9 and 10 are fixed. Bug 4 (syntax error offsets) is
+ * still screened; FUZZ_KNOWN_BUGS=1 in the environment turns the screen off
+ * to reproduce it.
  */
 #include <ctype.h>
 #include <stdbool.h>
@@ -64,11 +63,8 @@ static const char *without_offset(const char *msg) {
     return msg;
 }
 
-/* KNOWN BUG 7: a lone low-surrogate escape ("\udda5") is decoded by yajl
- * into ED B6 A5, which is not UTF-8, and the converter stores it as is in
- * names and string values (Arrow Utf8 must be UTF-8; our JSON writer turns
- * it into three U+FFFD). Screen: the JSON round trip is compared only for
- * frames whose strings are all valid UTF-8. */
+/* Strict UTF-8: no overlong forms, surrogates or code points past
+ * U+10FFFF. */
 static bool utf8_ok(const uint8_t *p, size_t n) {
     for (size_t i = 0; i < n;) {
         uint8_t c = p[i];
@@ -174,8 +170,8 @@ static void check_frame(frame_t *f, const buf_t *arrow, size_t idx) {
         char err[256];
         CHECK(frame_from_json(json.data, &fj, err, sizeof err) == 0, "frame %zu: our JSON does not read back: %s: %.300s",
               idx, err, json.data);
-        if (frame_utf8_ok(f)) /* bugs 7 and 10 fixed: a guard only */
-            CHECK(ar_frame_diff(f, fj, msg, sizeof msg) == 0, "frame %zu: JSON round trip: %s", idx, msg);
+        CHECK(frame_utf8_ok(f), "frame %zu: a name or string value is not UTF-8", idx);
+        CHECK(ar_frame_diff(f, fj, msg, sizeof msg) == 0, "frame %zu: JSON round trip: %s", idx, msg);
         frame_free(fj);
     }
     buf_free(&json);
